@@ -1,0 +1,1 @@
+"""Entities, enums and rules of qroute: pure Python, no I/O, no gRPC, no asyncio."""

@@ -1,0 +1,74 @@
+"""Every event qroute emits, listed in one place.
+
+An event names its entity (session, queue or recipient) and that entity's id,
+and carries the fields a wallboard needs to follow the change without asking
+for anything else. The event bus gives each one an account-wide ``sequence``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class Entity(IntEnum):
+    SESSION = 1
+    QUEUE = 2
+    RECIPIENT = 3
+
+
+# type -> (entity, payload fields). Times are epoch milliseconds, durations *_ms.
+CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
+    # sessions
+    "session.created": (Entity.SESSION, ("queue_id", "caller_number", "caller_name", "priority",
+                                         "skills", "entered_at_ms", "position", "estimated_wait_ms")),
+    "session.offered": (Entity.SESSION, ("queue_id", "recipient_id", "offer_id", "ring_timeout_ms")),
+    "session.requeued": (Entity.SESSION, ("queue_id", "recipient_id", "offer_id", "outcome", "position")),
+    "session.connected": (Entity.SESSION, ("queue_id", "recipient_id", "offer_id", "wait_ms", "ring_ms")),
+    "session.transferred": (Entity.SESSION, ("queue_id", "from_queue_id", "reason", "entered_at_ms")),
+    "session.abandoned": (Entity.SESSION, ("queue_id", "state", "wait_ms")),
+    "session.timed_out": (Entity.SESSION, ("queue_id", "wait_ms", "redirect_queue_id")),
+    "session.ended": (Entity.SESSION, ("queue_id", "recipient_id", "end_reason", "wait_ms", "ring_ms",
+                                       "talk_ms", "queues_visited", "entered_at_ms", "estimated_wait_ms")),
+    # queues
+    "queue.created": (Entity.QUEUE, ("config",)),
+    "queue.updated": (Entity.QUEUE, ("config",)),
+    "queue.deleted": (Entity.QUEUE, ()),
+    "queue.member_added": (Entity.QUEUE, ("recipient_id", "tier", "weight")),
+    "queue.member_removed": (Entity.QUEUE, ("recipient_id",)),
+    "queue.session_joined": (Entity.QUEUE, ("session_id", "priority", "position", "estimated_wait_ms",
+                                            "waiting_count")),
+    "queue.session_left": (Entity.QUEUE, ("session_id", "reason", "wait_ms", "waiting_count")),
+    # recipients
+    "recipient.created": (Entity.RECIPIENT, ("config",)),
+    "recipient.updated": (Entity.RECIPIENT, ("config",)),
+    "recipient.deleted": (Entity.RECIPIENT, ()),
+    "recipient.logged_in": (Entity.RECIPIENT, ("state", "source", "forced_by")),
+    "recipient.logged_out": (Entity.RECIPIENT, ("previous_state", "source", "forced_by")),
+    "recipient.state_changed": (Entity.RECIPIENT, ("state", "previous_state", "availability",
+                                                   "unavailable_code", "queue_id", "source", "reason",
+                                                   "forced_by")),
+    "recipient.offered": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "ring_timeout_ms",
+                                             "caller_number", "caller_name", "hold_treatment")),
+    "recipient.offer_cancelled": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "reason")),
+    "recipient.missed": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "consecutive_misses")),
+    "recipient.rejected": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id")),
+    "recipient.connected": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "ring_ms")),
+    "recipient.wrapup_started": (Entity.RECIPIENT, ("session_id", "queue_id", "talk_ms", "wrapup_ms")),
+    "recipient.wrapup_ended": (Entity.RECIPIENT, ("session_id",)),
+}
+
+
+@dataclass(slots=True)
+class DomainEvent:
+    type: str
+    entity_id: str
+    time_ms: int
+    data: dict[str, Any] = field(default_factory=dict)
+    account_id: str = ""
+    sequence: int = 0
+
+    @property
+    def entity(self) -> Entity:
+        return CATALOG[self.type][0]

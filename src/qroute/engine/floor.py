@@ -1,0 +1,885 @@
+"""One account's call center, live: queues, recipients, sessions, offers.
+
+Commands are synchronous and fast: they validate everything first, then
+change state, tell the dispatcher, and emit events. They never run a pass
+themselves; they ask for one (``on_change``) and the scheduler runs it once
+per loop iteration, so a burst of commands costs one pass. ``run_pass``
+applies what the dispatcher returns: per pass, Python work is proportional to
+the records returned (offers, misses, timeouts, wrap-up ends), never to the
+number of waiting sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from qroute import routing
+from qroute.domain.config import Member, QueueConfig, RecipientConfig, TierRule, validated
+from qroute.domain.enums import (
+    Availability,
+    EndReason,
+    EventSource,
+    OfferOutcome,
+    RecipientState,
+    SessionState,
+    lower_name,
+)
+from qroute.domain.events import DomainEvent
+from qroute.engine.live import HandlePool, LiveQueue, LiveRecipient, LiveSession, Offer
+from qroute.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+
+EventSink = Callable[[DomainEvent], None]
+MAX_PRIORITY = 1000
+MAX_REDIRECTS = 16  # queues a session may visit by timeout redirects before it just times out
+RECENT_ENDED = 10_000  # ended sessions kept in memory for GetSession
+SYSTEM_CODES = {"bounced", "rejected", "dnd", "personal_call", "not_reachable"}
+
+
+class Floor:
+    """Live state of one account. Not thread-safe: one event loop owns it."""
+
+    def __init__(self, account_id: str, clock, sink: EventSink | None = None,
+                 dispatcher_cls=None, seed: int = 0,
+                 on_change: Callable[[Floor], None] | None = None) -> None:
+        self.account_id = account_id
+        self.clock = clock
+        self.sink = sink or (lambda event: None)
+        self.dispatcher = (dispatcher_cls or routing.Dispatcher)(seed)
+        self.on_change = on_change or (lambda floor: None)
+        self.queues: dict[str, LiveQueue] = {}
+        self.recipients: dict[str, LiveRecipient] = {}
+        self.sessions: dict[str, LiveSession] = {}  # not ended
+        self.ended: OrderedDict[str, LiveSession] = OrderedDict()
+        self.offers: dict[str, Offer] = {}
+        self._queue_at: dict[int, LiveQueue] = {}
+        self._recipient_at: dict[int, LiveRecipient] = {}
+        self._session_at: dict[int, LiveSession] = {}
+        self._queue_handles = HandlePool()
+        self._recipient_handles = HandlePool()
+        self._session_handles = HandlePool()
+        self._skill_index: dict[str, int] = {}
+        self._seq = 0
+        self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
+        self.pass_requested = False
+
+    # ================================================================ queues
+
+    def create_queue(self, config: QueueConfig) -> LiveQueue:
+        now = self.clock.now_ms()
+        if not config.id:
+            config = dataclasses.replace(config, id=uuid.uuid4().hex)
+        validated(config)
+        if config.id in self.queues:
+            raise AlreadyExists(f"queue {config.id} already exists")
+        self._check_redirect(config)
+        config = dataclasses.replace(config, create_time_ms=now, update_time_ms=now)
+        queue = LiveQueue(config, self._queue_handles.take())
+        self._configure_dispatcher_queue(queue)
+        self.queues[config.id] = queue
+        self._queue_at[queue.handle] = queue
+        self._emit("queue.created", config.id, config=config.to_doc())
+        self._changed()
+        return queue
+
+    def update_queue(self, queue_id: str, changes: Mapping[str, Any]) -> LiveQueue:
+        queue = self.queue(queue_id)
+        changes = dict(changes)
+        for fixed in ("id", "create_time_ms", "update_time_ms"):
+            if fixed in changes:
+                raise InvalidArgument.field(fixed.removesuffix("_ms"), "cannot be changed")
+        config = validated(dataclasses.replace(queue.config, **changes,
+                                               update_time_ms=self.clock.now_ms()))
+        self._check_redirect(config)
+        queue.config = config
+        self._configure_dispatcher_queue(queue)
+        self._emit("queue.updated", queue_id, config=config.to_doc())
+        self._changed()
+        return queue
+
+    def delete_queue(self, queue_id: str, force: bool = False) -> None:
+        queue = self.queue(queue_id)
+        redirecting = sorted(q.id for q in self.queues.values()
+                             if q.config.timeout_redirect == queue_id and q is not queue)
+        if redirecting:
+            raise FailedPrecondition(f"queue {queue_id} is the timeout_redirect of {', '.join(redirecting)}")
+        present = [s for s in self.sessions.values()
+                   if s.queue_id == queue_id and s.state in (SessionState.WAITING, SessionState.OFFERING)]
+        if present and not force:
+            raise FailedPrecondition(f"queue {queue_id} holds {len(present)} sessions; delete with force "
+                                     "to end them")
+        now = self.clock.now_ms()
+        for session in present:
+            self._take_out(session, "queue_deleted", now)
+            self._end(session, EndReason.REMOVED, now)
+        for recipient_id in list(queue.members):
+            self._drop_member(queue, self.recipients[recipient_id])
+        self.dispatcher.remove_queue(queue.handle)
+        del self._queue_at[queue.handle]
+        self._queue_handles.give(queue.handle)
+        del self.queues[queue_id]
+        self._emit("queue.deleted", queue_id)
+
+    def add_members(self, queue_id: str, members: Iterable[Member]) -> list[Member]:
+        queue = self.queue(queue_id)
+        members = list(members)
+        problems = [p for i, m in enumerate(members) for p in m.problems(i)]
+        seen: set[str] = set()
+        for i, member in enumerate(members):
+            if member.recipient_id in seen:
+                problems.append((f"members[{i}].recipient_id", "appears twice"))
+            seen.add(member.recipient_id)
+        if problems:
+            raise InvalidArgument(*problems)
+        for member in members:
+            self.recipient(member.recipient_id)
+        for member in members:
+            recipient = self.recipients[member.recipient_id]
+            self.dispatcher.add_member(queue.handle, recipient.handle, member.tier)
+            if member.recipient_id not in queue.members and queue_id in recipient.away_queues:
+                recipient.away_queues.discard(queue_id)
+            queue.members[member.recipient_id] = member
+            recipient.queues.add(queue_id)
+            self._emit("queue.member_added", queue_id, recipient_id=member.recipient_id,
+                       tier=member.tier, weight=member.weight)
+        self._changed()
+        return members
+
+    def remove_members(self, queue_id: str, recipient_ids: Iterable[str]) -> list[str]:
+        queue = self.queue(queue_id)
+        recipient_ids = list(recipient_ids)
+        missing = [(f"recipient_ids[{i}]", f"{rid} is not a member of queue {queue_id}")
+                   for i, rid in enumerate(recipient_ids) if rid not in queue.members]
+        if missing:
+            raise InvalidArgument(*missing)
+        for recipient_id in dict.fromkeys(recipient_ids):
+            self._drop_member(queue, self.recipients[recipient_id])
+        return recipient_ids
+
+    def _drop_member(self, queue: LiveQueue, recipient: LiveRecipient) -> None:
+        self.dispatcher.remove_member(queue.handle, recipient.handle)
+        del queue.members[recipient.id]
+        recipient.queues.discard(queue.id)
+        recipient.away_queues.discard(queue.id)
+        self._emit("queue.member_removed", queue.id, recipient_id=recipient.id)
+
+    def _check_redirect(self, config: QueueConfig) -> None:
+        if config.timeout_redirect and config.timeout_redirect not in self.queues:
+            raise InvalidArgument.field("timeout_redirect", f"unknown queue {config.timeout_redirect}")
+
+    def _configure_dispatcher_queue(self, queue: LiveQueue) -> None:
+        config = queue.config
+        self.dispatcher.set_queue(
+            queue.handle, int(config.router), config.ring_timeout * 1000, config.timeout * 1000,
+            [(rule.after_seconds * 1000, rule.max_tier) for rule in config.tier_expansion])
+
+    # ============================================================ recipients
+
+    def create_recipient(self, config: RecipientConfig) -> LiveRecipient:
+        now = self.clock.now_ms()
+        if not config.id:
+            config = dataclasses.replace(config, id=uuid.uuid4().hex)
+        validated(config)
+        if config.id in self.recipients:
+            raise AlreadyExists(f"recipient {config.id} already exists")
+        skills = self._skill_levels(config.skills, "skills")
+        config = dataclasses.replace(config, create_time_ms=now, update_time_ms=now)
+        recipient = LiveRecipient(config, self._recipient_handles.take(), state_since_ms=now)
+        self.dispatcher.add_recipient(recipient.handle, skills, config.bounced_call_limit,
+                                      config.guard_timer_seconds * 1000)
+        self.recipients[config.id] = recipient
+        self._recipient_at[recipient.handle] = recipient
+        self._emit("recipient.created", config.id, config=config.to_doc())
+        return recipient
+
+    def update_recipient(self, recipient_id: str, changes: Mapping[str, Any]) -> LiveRecipient:
+        recipient = self.recipient(recipient_id)
+        changes = dict(changes)
+        for fixed in ("id", "create_time_ms", "update_time_ms"):
+            if fixed in changes:
+                raise InvalidArgument.field(fixed.removesuffix("_ms"), "cannot be changed")
+        config = validated(dataclasses.replace(recipient.config, **changes,
+                                               update_time_ms=self.clock.now_ms()))
+        skills = self._skill_levels(config.skills, "skills")
+        self.dispatcher.update_recipient(recipient.handle, skills, config.bounced_call_limit,
+                                         config.guard_timer_seconds * 1000)
+        recipient.config = config
+        self._emit("recipient.updated", recipient_id, config=config.to_doc())
+        self._changed()
+        return recipient
+
+    def delete_recipient(self, recipient_id: str) -> None:
+        recipient = self.recipient(recipient_id)
+        if recipient.session is not None:
+            raise FailedPrecondition(f"recipient {recipient_id} is on a call; hang up first")
+        now = self.clock.now_ms()
+        if recipient.offer is not None:
+            self._withdraw_offer(recipient, "recipient_deleted", now)
+        for queue_id in list(recipient.queues):
+            self._drop_member(self.queues[queue_id], recipient)
+        self.dispatcher.remove_recipient(recipient.handle)
+        del self._recipient_at[recipient.handle]
+        self._recipient_handles.give(recipient.handle)
+        del self.recipients[recipient_id]
+        self._agent_listeners.pop(recipient_id, None)
+        self._emit("recipient.deleted", recipient_id)
+        self._changed()
+
+    def _skill_levels(self, skills: Mapping[str, int], field: str) -> dict[int, int]:
+        """Skill names to the dispatcher's indices (0..255), allotted on first use."""
+        levels = {}
+        for name, level in skills.items():
+            index = self._skill_index.get(name)
+            if index is None:
+                if len(self._skill_index) >= routing.MAX_SKILLS:
+                    raise ResourceExhausted(f"{field}: an account may use at most {routing.MAX_SKILLS} "
+                                            f"distinct skills; {name!r} would be one more")
+                index = self._skill_index[name] = len(self._skill_index)
+            levels[index] = level
+        return levels
+
+    # ================================================================ agents
+
+    def login(self, recipient_id: str, ready: bool = False,
+              source: EventSource = EventSource.API) -> LiveRecipient:
+        """Log in, AWAY (as in Qubicle) unless ``ready``. Logging in again changes nothing."""
+        recipient = self.recipient(recipient_id)
+        if recipient.logged_in:
+            return recipient
+        now = self.clock.now_ms()
+        recipient.logged_in = True
+        recipient.availability = Availability.READY if ready else Availability.AWAY
+        recipient.unavailable_code = ""
+        recipient.forced_by = ""
+        self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
+        self._emit("recipient.logged_in", recipient_id, state=lower_name(recipient.derived_state()),
+                   source=lower_name(source), forced_by="")
+        self._sync_state(recipient, now, source, "login")
+        self._changed()
+        return recipient
+
+    def logout(self, recipient_id: str, source: EventSource = EventSource.API,
+               forced_by: str = "") -> LiveRecipient:
+        recipient = self.recipient(recipient_id)
+        if not recipient.logged_in:
+            return recipient
+        if recipient.session is not None:
+            raise FailedPrecondition(f"recipient {recipient_id} is on a call; hang up first")
+        now = self.clock.now_ms()
+        previous = recipient.state
+        if recipient.offer is not None:
+            self._withdraw_offer(recipient, "logged_out", now)
+        if recipient.in_wrapup:
+            self.dispatcher.end_wrapup(recipient.handle, now)
+            self._finish_wrapup(recipient, now)
+        recipient.logged_in = False
+        recipient.availability = Availability.AWAY
+        recipient.unavailable_code = ""
+        self.dispatcher.set_ready(recipient.handle, False, now)
+        self._emit("recipient.logged_out", recipient_id, previous_state=lower_name(previous),
+                   source=lower_name(source), forced_by=forced_by)
+        self._sync_state(recipient, now, source, "logout")
+        self._changed()
+        return recipient
+
+    def set_availability(self, recipient_id: str, availability: Availability, queue_id: str = "",
+                         unavailable_code: str = "", source: EventSource = EventSource.API,
+                         forced_by: str = "") -> LiveRecipient:
+        """READY or AWAY, globally or (with ``queue_id``) for one queue.
+
+        An AWAY code must be one of the recipient's ``unavailable_codes``;
+        the system's own codes (bounced, rejected, ...) are set only by rules.
+        """
+        recipient = self.recipient(recipient_id)
+        if availability not in (Availability.READY, Availability.AWAY):
+            raise InvalidArgument.field("availability", "must be READY or AWAY")
+        if unavailable_code and availability == Availability.READY:
+            raise InvalidArgument.field("unavailable_code", "only goes with AWAY")
+        if unavailable_code and not forced_by and unavailable_code not in recipient.config.unavailable_codes:
+            raise InvalidArgument.field("unavailable_code",
+                                        f"{unavailable_code!r} is not one of the recipient's unavailable_codes")
+        if queue_id and queue_id not in recipient.queues:
+            if queue_id not in self.queues:
+                raise NotFound(f"queue {queue_id} not found")
+            raise InvalidArgument.field("queue_id", f"recipient {recipient_id} is not a member of {queue_id}")
+        if not recipient.logged_in:
+            raise FailedPrecondition(f"recipient {recipient_id} is logged out; log in first")
+        now = self.clock.now_ms()
+        if queue_id:
+            ready = availability == Availability.READY
+            (recipient.away_queues.discard if ready else recipient.away_queues.add)(queue_id)
+            self.dispatcher.set_member_ready(self.queues[queue_id].handle, recipient.handle, ready)
+            self._emit_state(recipient, recipient.state, now, source, "queue_availability",
+                             queue_id=queue_id, availability=lower_name(availability))
+        else:
+            recipient.availability = availability
+            recipient.unavailable_code = unavailable_code if availability == Availability.AWAY else ""
+            recipient.forced_by = forced_by if availability == Availability.AWAY else ""
+            self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
+            self._sync_state(recipient, now, source, forced_by or "availability", force=True)
+        self._changed()
+        return recipient
+
+    def accept(self, offer_id: str, recipient_id: str = "") -> LiveSession:
+        offer = self._ringing_offer(offer_id, recipient_id)
+        now = self.clock.now_ms()
+        session, recipient = offer.session, offer.recipient
+        queue = self.queues[session.queue_id]
+        cancelled = self.dispatcher.accept(session.handle, recipient.handle, now)
+        del self.offers[offer_id]
+        session.offers.pop(offer_id)
+        recipient.offer = None
+        recipient.session = session
+        recipient.misses = 0
+        for handle in cancelled:
+            other = self._recipient_at[handle]
+            self._drop_offer(other, OfferOutcome.ANSWERED_ELSEWHERE, now)
+        self._release_handle(session)
+        queue.offering -= 1
+        session.state = SessionState.CONNECTED
+        session.recipient_id = recipient.id
+        session.answered_at_ms = now
+        session.wait_ms = now - session.entered_at_ms
+        session.ring_ms += now - session.ringing_since_ms
+        waited_here = now - session.joined_at_ms
+        queue.counters.answered_sessions += 1
+        queue.counters.answered_wait_ms += waited_here
+        queue.rate.record_wait(session.estimated_wait_ms, waited_here)
+        self._emit("session.connected", session.id, queue_id=queue.id, recipient_id=recipient.id,
+                   offer_id=offer_id, wait_ms=session.wait_ms, ring_ms=session.ring_ms)
+        self._emit("recipient.connected", recipient.id, session_id=session.id, offer_id=offer_id,
+                   queue_id=queue.id, ring_ms=session.ring_ms)
+        self._emit("queue.session_left", queue.id, session_id=session.id, reason="answered",
+                   wait_ms=waited_here, waiting_count=len(queue.line))
+        self._sync_state(recipient, now, EventSource.API, "accepted")
+        self._changed()
+        return session
+
+    def reject(self, offer_id: str, recipient_id: str = "") -> LiveSession:
+        offer = self._ringing_offer(offer_id, recipient_id)
+        now = self.clock.now_ms()
+        session, recipient = offer.session, offer.recipient
+        back, _ = self.dispatcher.reject(session.handle, recipient.handle, now, False)
+        self._close_offer(offer, now)
+        self._emit("recipient.rejected", recipient.id, session_id=session.id, offer_id=offer_id,
+                   queue_id=offer.queue_id)
+        if back:
+            self._requeue(session, offer, OfferOutcome.REJECTED, now)
+        queue = self.queues.get(offer.queue_id)
+        if queue is not None and queue.config.force_away_on_reject:
+            self._force_away(recipient, "rejected", now)
+        else:
+            self._sync_state(recipient, now, EventSource.API, "rejected")
+        self._changed()
+        return session
+
+    def miss(self, recipient_id: str) -> None:
+        """The recipient cannot answer what rings (its desktop went away): a miss."""
+        recipient = self.recipient(recipient_id)
+        offer = recipient.offer
+        if offer is None:
+            return
+        now = self.clock.now_ms()
+        _, bounced = self.dispatcher.reject(offer.session.handle, recipient.handle, now, True)
+        self._missed(offer, bounced, now)
+        self._changed()
+
+    def finish_wrapup(self, recipient_id: str) -> LiveRecipient:
+        recipient = self.recipient(recipient_id)
+        if not recipient.in_wrapup:
+            raise FailedPrecondition(f"recipient {recipient_id} is not in wrap-up")
+        now = self.clock.now_ms()
+        self.dispatcher.end_wrapup(recipient.handle, now)
+        self._finish_wrapup(recipient, now)
+        self._changed()
+        return recipient
+
+    def attach_agent(self, recipient_id: str, listener: Callable[[DomainEvent], None]) -> Callable[[], None]:
+        """Deliver the recipient's events to ``listener`` (an agent desktop);
+        returns the function that detaches it."""
+        self.recipient(recipient_id)
+        listeners = self._agent_listeners.setdefault(recipient_id, [])
+        listeners.append(listener)
+
+        def detach() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return detach
+
+    def agent_attached(self, recipient_id: str) -> bool:
+        return bool(self._agent_listeners.get(recipient_id))
+
+    # ============================================================== sessions
+
+    def enqueue(self, queue_id: str, caller_number: str = "", caller_name: str = "", priority: int = 0,
+                skills: Mapping[str, int] | None = None, properties: Mapping[str, Any] | None = None,
+                session_id: str = "", callback: bool = False,
+                entered_at_ms: int | None = None) -> LiveSession:
+        """A caller joins ``queue_id``. It may end at once (REJECTED_FULL or
+        REJECTED_EMPTY, after any timeout redirect): the returned session says so."""
+        queue = self.queue(queue_id)
+        skills = dict(skills or {})
+        problems = []
+        if not 0 <= priority <= MAX_PRIORITY:
+            problems.append(("priority", f"must be 0 to {MAX_PRIORITY}"))
+        for name, level in skills.items():
+            if not name or len(name) > 64:
+                problems.append((f"skills[{name}]", "skill names are 1 to 64 characters"))
+            if not 0 <= level <= routing.MAX_LEVEL:
+                problems.append((f"skills[{name}]", "level must be 0 (any) to 10"))
+        if len(caller_number) > 64:
+            problems.append(("caller.number", "must be at most 64 characters"))
+        if len(caller_name) > 256:
+            problems.append(("caller.name", "must be at most 256 characters"))
+        if session_id and (session_id in self.sessions or session_id in self.ended):
+            raise AlreadyExists(f"session {session_id} already exists")
+        if problems:
+            raise InvalidArgument(*problems)
+        self._skill_levels(skills, "skills")
+        now = self.clock.now_ms()
+        self._seq += 1
+        session = LiveSession(id=session_id or uuid.uuid4().hex, queue_id=queue_id, seq=self._seq,
+                              priority=priority, entered_at_ms=now if entered_at_ms is None else entered_at_ms,
+                              joined_at_ms=now, caller_number=caller_number, caller_name=caller_name,
+                              skills=skills, properties=dict(properties or {}), callback=callback)
+        self.sessions[session.id] = session
+        self._emit("session.created", session.id, queue_id=queue_id, caller_number=caller_number,
+                   caller_name=caller_name, priority=priority, skills=skills,
+                   entered_at_ms=session.entered_at_ms, properties=session.properties, seq=session.seq,
+                   callback=callback)
+        self._enter(session, queue, now)
+        self._changed()
+        return session
+
+    def abandon(self, session_id: str) -> LiveSession:
+        session = self.session(session_id)
+        if session.state not in (SessionState.WAITING, SessionState.OFFERING):
+            raise FailedPrecondition(f"session {session_id} is {session.state.name.lower()}; "
+                                     "only a waiting or ringing session can be abandoned")
+        now = self.clock.now_ms()
+        queue = self.queues[session.queue_id]
+        state = session.state
+        self._take_out(session, "abandoned", now)
+        queue.counters.abandoned_sessions += 1
+        self._emit("session.abandoned", session_id, queue_id=queue.id, state=lower_name(state),
+                   wait_ms=now - session.entered_at_ms)
+        self._end(session, EndReason.ABANDONED, now)
+        self._changed()
+        return session
+
+    def hangup(self, session_id: str) -> LiveSession:
+        session = self.session(session_id)
+        if session.state != SessionState.CONNECTED:
+            raise FailedPrecondition(f"session {session_id} is {session.state.name.lower()}, not connected")
+        now = self.clock.now_ms()
+        self._end_call(session, now)
+        self._end(session, EndReason.COMPLETED, now)
+        self._changed()
+        return session
+
+    def transfer(self, session_id: str, queue_id: str) -> LiveSession:
+        """Move a session to another queue; it keeps its entered_at, so its
+        place in line. A connected call ends for its recipient (wrap-up follows)."""
+        session = self.session(session_id)
+        target = self.queue(queue_id)
+        if session.state == SessionState.ENDED:
+            raise FailedPrecondition(f"session {session_id} has ended")
+        if queue_id == session.queue_id and session.state != SessionState.CONNECTED:
+            raise FailedPrecondition(f"session {session_id} is already in queue {queue_id}")
+        now = self.clock.now_ms()
+        from_queue = session.queue_id
+        if session.state == SessionState.CONNECTED:
+            self._end_call(session, now)
+        else:
+            self._take_out(session, "transferred", now)
+        self._emit("session.transferred", session_id, queue_id=queue_id, from_queue_id=from_queue,
+                   reason="transfer", entered_at_ms=session.entered_at_ms)
+        self._enter(session, target, now)
+        self._changed()
+        return session
+
+    # ============================================================ the pass
+
+    def run_pass(self, now_ms: int | None = None) -> int:
+        """One dispatch pass; applies its records. Returns how many there were."""
+        self.pass_requested = False
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        records = self.dispatcher.dispatch(now)
+        count = len(records) // routing.RECORD_SIZE
+        for i in range(0, len(records), routing.RECORD_SIZE):
+            kind = records[i]
+            if kind == routing.OFFER:
+                self._offered(self._session_at[records[i + 1]], self._recipient_at[records[i + 2]], now)
+            elif kind == routing.MISSED:
+                recipient = self._recipient_at[records[i + 2]]
+                bounced = (i + 4 < len(records) and records[i + 4] == routing.BOUNCED
+                           and records[i + 6] == records[i + 2])
+                self._missed(recipient.offer, bounced, now)
+            elif kind == routing.TIMEOUT:
+                self._timed_out(self._session_at[records[i + 1]], now)
+            elif kind == routing.WRAPUP_END:
+                self._finish_wrapup(self._recipient_at[records[i + 2]], now)
+            # BOUNCED is applied with the MISSED record before it
+        return count
+
+    def _offered(self, session: LiveSession, recipient: LiveRecipient, now: int) -> None:
+        queue = self.queues[session.queue_id]
+        if session.state == SessionState.WAITING:
+            self._leave_line(session, queue)
+            session.state = SessionState.OFFERING
+            session.ringing_since_ms = now
+            queue.offering += 1
+        ring_ms = queue.config.ring_timeout * 1000
+        offer = Offer(uuid.uuid4().hex, session, recipient, queue.id, now, ring_ms)
+        self.offers[offer.id] = offer
+        session.offers[offer.id] = offer
+        recipient.offer = offer
+        self._emit("session.offered", session.id, queue_id=queue.id, recipient_id=recipient.id,
+                   offer_id=offer.id, ring_timeout_ms=ring_ms)
+        self._emit("recipient.offered", recipient.id, session_id=session.id, offer_id=offer.id,
+                   queue_id=queue.id, ring_timeout_ms=ring_ms, caller_number=session.caller_number,
+                   caller_name=session.caller_name, hold_treatment=queue.config.hold_treatment,
+                   properties=session.properties, callback=session.callback)
+        self._sync_state(recipient, now, EventSource.SYSTEM, "offered")
+
+    def _missed(self, offer: Offer, bounced: bool, now: int) -> None:
+        session, recipient = offer.session, offer.recipient
+        recipient.misses += 1
+        queue = self.queues.get(offer.queue_id)
+        if queue is not None:
+            queue.counters.missed_sessions += 1
+        self._close_offer(offer, now)
+        self._emit("recipient.missed", recipient.id, session_id=session.id, offer_id=offer.id,
+                   queue_id=offer.queue_id, consecutive_misses=recipient.misses)
+        if not session.offers:
+            self._requeue(session, offer, OfferOutcome.MISSED, now)
+        if bounced:
+            recipient.misses = 0
+            self._force_away(recipient, "bounced", now, already_unready=True)
+        else:
+            self._sync_state(recipient, now, EventSource.SYSTEM, "missed")
+
+    def _timed_out(self, session: LiveSession, now: int) -> None:
+        queue = self.queues[session.queue_id]
+        self._release_handle(session)
+        self._leave_line(session, queue)
+        queue.counters.timed_out_sessions += 1
+        self._leave_for(session, queue, EndReason.TIMED_OUT, now)
+
+    # ============================================================= helpers
+
+    def _enter(self, session: LiveSession, queue: LiveQueue, now: int) -> None:
+        """Join ``queue``, or be turned away by its entry rules (then its
+        timeout redirect applies, as for any timeout)."""
+        session.queue_id = queue.id
+        session.joined_at_ms = now
+        session.queues_visited.append(queue.id)
+        session.state = SessionState.WAITING
+        queue.counters.total_sessions += 1
+        config = queue.config
+        if config.timeout_if_size_exceeds and len(queue.line) >= config.timeout_if_size_exceeds:
+            self._leave_for(session, queue, EndReason.REJECTED_FULL, now, joined=False)
+            return
+        if config.timeout_immediately_if_empty and not any(
+                self.recipients[rid].logged_in for rid in queue.members):
+            self._leave_for(session, queue, EndReason.REJECTED_EMPTY, now, joined=False)
+            return
+        session.handle = self._session_handles.take()
+        self._session_at[session.handle] = session
+        self.dispatcher.enqueue(session.handle, queue.handle, session.priority, session.entered_at_ms,
+                                session.seq, self._skill_levels(session.skills, "skills"), now)
+        position = self._join_line(session, queue)
+        session.estimated_wait_ms = self._estimate(queue, position - 1)
+        self._emit("queue.session_joined", queue.id, session_id=session.id, priority=session.priority,
+                   position=position, estimated_wait_ms=session.estimated_wait_ms,
+                   waiting_count=len(queue.line))
+
+    def _leave_for(self, session: LiveSession, queue: LiveQueue, reason: EndReason, now: int,
+                   joined: bool = True) -> None:
+        """Time out of ``queue`` (``reason`` says why): to its timeout_redirect
+        if it has one, otherwise the session ends."""
+        redirect = queue.config.timeout_redirect
+        target = self.queues.get(redirect) if redirect else None
+        if target is not None and len(session.queues_visited) >= MAX_REDIRECTS:
+            target = None
+        self._emit("session.timed_out", session.id, queue_id=queue.id, wait_ms=now - session.joined_at_ms,
+                   redirect_queue_id=target.id if target else "", reason=lower_name(reason))
+        if joined:
+            self._emit("queue.session_left", queue.id, session_id=session.id, reason=lower_name(reason),
+                       wait_ms=now - session.joined_at_ms, waiting_count=len(queue.line))
+        if target is None:
+            self._end(session, reason, now)
+            return
+        self._emit("session.transferred", session.id, queue_id=target.id, from_queue_id=queue.id,
+                   reason="timeout_redirect", entered_at_ms=session.entered_at_ms)
+        self._enter(session, target, now)
+
+    def _take_out(self, session: LiveSession, reason: str, now: int) -> None:
+        """Remove a waiting or ringing session from its queue and the dispatcher."""
+        queue = self.queues[session.queue_id]
+        withdrawn = self.dispatcher.remove_session(session.handle)
+        for handle in withdrawn:
+            outcome = OfferOutcome.ABANDONED if reason == "abandoned" else OfferOutcome.WITHDRAWN
+            self._drop_offer(self._recipient_at[handle], outcome, now)
+        if session.state == SessionState.OFFERING:
+            queue.offering -= 1
+            session.ring_ms += now - session.ringing_since_ms
+        else:
+            self._leave_line(session, queue)
+        self._release_handle(session)
+        self._emit("queue.session_left", queue.id, session_id=session.id, reason=reason,
+                   wait_ms=now - session.joined_at_ms, waiting_count=len(queue.line))
+
+    def _end_call(self, session: LiveSession, now: int) -> None:
+        """The recipient's call with ``session`` is over; wrap-up starts."""
+        recipient = self.recipients.get(session.recipient_id)
+        queue = self.queues.get(session.queue_id)
+        wrapup_ms = queue.config.agent_wrapup_time * 1000 if queue is not None else 0
+        talk_ms = now - session.answered_at_ms
+        session.talk_ms += talk_ms
+        if queue is not None:
+            queue.rate.record_handled(talk_ms, wrapup_ms)
+        if recipient is None:
+            return
+        self.dispatcher.hangup(recipient.handle, now, wrapup_ms)
+        recipient.session = None
+        if wrapup_ms:
+            recipient.in_wrapup = True
+            recipient.wrapup_until_ms = now + wrapup_ms
+            recipient.wrapup_session_id = session.id
+            self._emit("recipient.wrapup_started", recipient.id, session_id=session.id,
+                       queue_id=session.queue_id, talk_ms=talk_ms, wrapup_ms=wrapup_ms)
+        self._sync_state(recipient, now, EventSource.API, "hangup")
+
+    def _finish_wrapup(self, recipient: LiveRecipient, now: int) -> None:
+        recipient.in_wrapup = False
+        self._emit("recipient.wrapup_ended", recipient.id, session_id=recipient.wrapup_session_id)
+        recipient.wrapup_session_id = ""
+        self._sync_state(recipient, now, EventSource.SYSTEM, "wrapup_ended")
+
+    def _end(self, session: LiveSession, reason: EndReason, now: int) -> None:
+        session.state = SessionState.ENDED
+        session.end_reason = reason
+        session.ended_at_ms = now
+        if not session.answered_at_ms:
+            session.wait_ms = now - session.entered_at_ms
+        self.sessions.pop(session.id, None)
+        self.ended[session.id] = session
+        if len(self.ended) > RECENT_ENDED:
+            self.ended.popitem(last=False)
+        self._emit("session.ended", session.id, queue_id=session.queue_id, recipient_id=session.recipient_id,
+                   end_reason=lower_name(reason), wait_ms=session.wait_ms, ring_ms=session.ring_ms,
+                   talk_ms=session.talk_ms, queues_visited=list(session.queues_visited),
+                   entered_at_ms=session.entered_at_ms, estimated_wait_ms=session.estimated_wait_ms,
+                   answered_at_ms=session.answered_at_ms)
+
+    def _requeue(self, session: LiveSession, offer: Offer, outcome: OfferOutcome, now: int) -> None:
+        """Every offer of ``session`` failed: back to its place in line."""
+        queue = self.queues[session.queue_id]
+        session.state = SessionState.WAITING
+        session.ring_ms += now - session.ringing_since_ms
+        queue.offering -= 1
+        position = self._join_line(session, queue)
+        self._emit("session.requeued", session.id, queue_id=queue.id, recipient_id=offer.recipient.id,
+                   offer_id=offer.id, outcome=lower_name(outcome), position=position)
+
+    def _withdraw_offer(self, recipient: LiveRecipient, reason: str, now: int) -> None:
+        """Take back what rings at ``recipient`` (logout, deletion): not a miss."""
+        offer = recipient.offer
+        back, _ = self.dispatcher.reject(offer.session.handle, recipient.handle, now, False)
+        self._close_offer(offer, now)
+        self._emit("recipient.offer_cancelled", recipient.id, session_id=offer.session.id,
+                   offer_id=offer.id, queue_id=offer.queue_id, reason=reason)
+        if back:
+            self._requeue(offer.session, offer, OfferOutcome.WITHDRAWN, now)
+
+    def _drop_offer(self, recipient: LiveRecipient, outcome: OfferOutcome, now: int) -> None:
+        """The dispatcher already freed ``recipient``; close its offer here."""
+        offer = recipient.offer
+        self._close_offer(offer, now)
+        self._emit("recipient.offer_cancelled", recipient.id, session_id=offer.session.id,
+                   offer_id=offer.id, queue_id=offer.queue_id, reason=lower_name(outcome))
+        self._sync_state(recipient, now, EventSource.SYSTEM, lower_name(outcome))
+
+    def _close_offer(self, offer: Offer, now: int) -> None:
+        self.offers.pop(offer.id, None)
+        offer.session.offers.pop(offer.id, None)
+        offer.recipient.offer = None
+
+    def _force_away(self, recipient: LiveRecipient, code: str, now: int, already_unready: bool = False) -> None:
+        recipient.availability = Availability.AWAY
+        recipient.unavailable_code = code
+        recipient.forced_by = code
+        if not already_unready:
+            self.dispatcher.set_ready(recipient.handle, False, now)
+        self._sync_state(recipient, now, EventSource.SYSTEM, code, force=True)
+
+    def _ringing_offer(self, offer_id: str, recipient_id: str) -> Offer:
+        offer = self.offers.get(offer_id)
+        if offer is None:
+            raise FailedPrecondition(f"offer {offer_id} is not ringing (it was answered, cancelled or timed out)")
+        if recipient_id and offer.recipient.id != recipient_id:
+            raise FailedPrecondition(f"offer {offer_id} rings at another recipient")
+        return offer
+
+    def _join_line(self, session: LiveSession, queue: LiveQueue) -> int:
+        key = session.line_key()
+        queue.line.add(key)
+        queue.priorities[session.priority] = queue.priorities.get(session.priority, 0) + 1
+        return queue.line.index(key) + 1
+
+    def _leave_line(self, session: LiveSession, queue: LiveQueue) -> None:
+        queue.line.remove(session.line_key())
+        left = queue.priorities[session.priority] - 1
+        if left:
+            queue.priorities[session.priority] = left
+        else:
+            del queue.priorities[session.priority]
+
+    def _release_handle(self, session: LiveSession) -> None:
+        if session.handle >= 0:
+            del self._session_at[session.handle]
+            self._session_handles.give(session.handle)
+            session.handle = -1
+
+    def _sync_state(self, recipient: LiveRecipient, now: int, source: EventSource, reason: str,
+                    force: bool = False) -> None:
+        """Emit ``recipient.state_changed`` when the derived state moved (or ``force``)."""
+        state = recipient.derived_state()
+        if state == recipient.state and not force:
+            return
+        previous = recipient.state
+        if state != previous:
+            recipient.state = state
+            recipient.state_since_ms = now
+        self._emit_state(recipient, previous, now, source, reason)
+
+    def _emit_state(self, recipient: LiveRecipient, previous: RecipientState, now: int,
+                    source: EventSource, reason: str, queue_id: str = "", availability: str = "") -> None:
+        self._emit("recipient.state_changed", recipient.id, state=lower_name(recipient.state),
+                   previous_state=lower_name(previous),
+                   availability=availability or lower_name(recipient.availability),
+                   unavailable_code=recipient.unavailable_code, queue_id=queue_id,
+                   source=lower_name(source), reason=reason, forced_by=recipient.forced_by)
+
+    def _emit(self, type_: str, entity_id: str, **data: Any) -> None:
+        event = DomainEvent(type_, entity_id, self.clock.now_ms(), data, self.account_id)
+        self.sink(event)
+        if type_.startswith("recipient."):
+            for listener in self._agent_listeners.get(entity_id, ()):
+                listener(event)
+
+    def _changed(self) -> None:
+        if not self.pass_requested:
+            self.pass_requested = True
+            self.on_change(self)
+
+    # ============================================================ queries
+
+    def queue(self, queue_id: str) -> LiveQueue:
+        queue = self.queues.get(queue_id)
+        if queue is None:
+            raise NotFound(f"queue {queue_id} not found")
+        return queue
+
+    def recipient(self, recipient_id: str) -> LiveRecipient:
+        recipient = self.recipients.get(recipient_id)
+        if recipient is None:
+            raise NotFound(f"recipient {recipient_id} not found")
+        return recipient
+
+    def session(self, session_id: str) -> LiveSession:
+        session = self.sessions.get(session_id) or self.ended.get(session_id)
+        if session is None:
+            raise NotFound(f"session {session_id} not found")
+        return session
+
+    def position(self, session: LiveSession) -> int:
+        """1-based place in its queue's line; 0 unless waiting. O(log n)."""
+        if session.state != SessionState.WAITING:
+            return 0
+        return self.queues[session.queue_id].line.index(session.line_key()) + 1
+
+    def estimated_wait_ms(self, session: LiveSession) -> int:
+        """EWT of a waiting session now; 0 once offered; -1 when unbounded."""
+        if session.state != SessionState.WAITING:
+            return 0
+        queue = self.queues[session.queue_id]
+        return self._estimate(queue, self.position(session) - 1)
+
+    def _estimate(self, queue: LiveQueue, ahead: int) -> int:
+        free = self.dispatcher.eligible_count(queue.handle)
+        serving = sum(1 for rid in queue.members if self._serving(self.recipients[rid], queue.id))
+        return queue.rate.estimate_ms(ahead, free, serving)
+
+    def _serving(self, recipient: LiveRecipient, queue_id: str) -> bool:
+        return recipient.routable and queue_id not in recipient.away_queues
+
+    def queue_status(self, queue_id: str) -> dict[str, Any]:
+        """The Qubicle queue status: counts, waits in seconds."""
+        queue = self.queue(queue_id)
+        now = self.clock.now_ms()
+        members = [self.recipients[rid] for rid in queue.members]
+        active = sum(1 for r in members if r.logged_in)
+        available = sum(1 for r in members if r.state == RecipientState.READY and queue_id not in r.away_queues)
+        counters = queue.counters
+        average_ms = counters.answered_wait_ms / counters.answered_sessions if counters.answered_sessions else 0
+        estimate = self._estimate(queue, len(queue.line))
+        longest = 0
+        for priority in queue.priorities:
+            first = queue.line[queue.line.bisect_left((-priority,))]
+            longest = max(longest, now - first[1])
+        return {
+            "queue_id": queue_id,
+            "active_recipient_count": active,
+            "available_recipient_count": available,
+            "estimated_wait": -1 if estimate < 0 else round(estimate / 1000),
+            "average_wait": round(average_ms / 1000),
+            "recipient_count": len(members),
+            "active_session_count": len(queue.line) + queue.offering,
+            "waiting_count": len(queue.line),
+            "total_sessions": counters.total_sessions,
+            "missed_sessions": counters.missed_sessions,
+            "abandoned_sessions": counters.abandoned_sessions,
+            "longest_wait": round(longest / 1000),
+            "ewt_mean_abs_error_ms": queue.rate.mean_abs_error_ms,
+        }
+
+    def recipient_status(self, recipient_id: str) -> dict[str, Any]:
+        recipient = self.recipient(recipient_id)
+        _, calls, offers, talk_ms, misses, idle_since = self.dispatcher.recipient_stats(recipient.handle)
+        return {
+            "recipient_id": recipient_id,
+            "state": recipient.state,
+            "availability": recipient.availability,
+            "queue_availability": {
+                qid: Availability.AWAY if qid in recipient.away_queues else Availability.READY
+                for qid in sorted(recipient.queues)},
+            "unavailable_code": recipient.unavailable_code,
+            "forced_by": recipient.forced_by,
+            "current_session_id": recipient.session.id if recipient.session else
+            (recipient.offer.session.id if recipient.offer else ""),
+            "current_offer_id": recipient.offer.id if recipient.offer else "",
+            "idle_since_ms": idle_since,
+            "state_since_ms": recipient.state_since_ms,
+            "wrapup_until_ms": recipient.wrapup_until_ms if recipient.in_wrapup else 0,
+            "calls_taken": calls,
+            "offers": offers,
+            "talk_ms": talk_ms,
+            "consecutive_misses": misses,
+        }
+
+    def waiting_sessions(self, queue_id: str) -> list[LiveSession]:
+        """Waiting sessions of a queue in the order they will be served."""
+        queue = self.queue(queue_id)
+        return [self.sessions[key[3]] for key in queue.line]
