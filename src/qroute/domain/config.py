@@ -47,7 +47,7 @@ class QueueConfig:
     timeout_immediately_if_empty: bool = False
     timeout_redirect: str = ""
     tier_expansion: tuple[TierRule, ...] = ()
-    joinable: bool = False
+    allow_self_join: bool = False  # agents may join and leave it themselves (seed 004)
     create_time_ms: int = 0
     update_time_ms: int = 0
 
