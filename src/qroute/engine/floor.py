@@ -12,6 +12,7 @@ number of waiting sessions.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,8 @@ from qroute.errors import (
     NotFound,
     ResourceExhausted,
 )
+
+log = logging.getLogger("qroute.engine")
 
 EventSink = Callable[[DomainEvent], None]
 MAX_PRIORITY = 1000
@@ -71,6 +74,33 @@ class Floor:
         self._seq = 0
         self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self.pass_requested = False
+
+    # ============================================================== restore
+
+    def restore_queue(self, config: QueueConfig) -> LiveQueue:
+        """Bring back a stored queue as it was: no validation, no event. A
+        timeout_redirect may name a queue restored after it."""
+        queue = LiveQueue(config, self._queue_handles.take())
+        self._configure_dispatcher_queue(queue)
+        self.queues[config.id] = queue
+        self._queue_at[queue.handle] = queue
+        return queue
+
+    def restore_recipient(self, config: RecipientConfig) -> LiveRecipient:
+        recipient = LiveRecipient(config, self._recipient_handles.take(), state_since_ms=self.clock.now_ms())
+        self.dispatcher.add_recipient(recipient.handle, self._skill_levels(config.skills, "skills"),
+                                      config.bounced_call_limit, config.guard_timer_seconds * 1000)
+        self.recipients[config.id] = recipient
+        self._recipient_at[recipient.handle] = recipient
+        return recipient
+
+    def restore_member(self, queue_id: str, member: Member) -> None:
+        queue, recipient = self.queues.get(queue_id), self.recipients.get(member.recipient_id)
+        if queue is None or recipient is None:
+            return  # a membership outliving its queue or recipient: nothing to route
+        self.dispatcher.add_member(queue.handle, recipient.handle, member.tier)
+        queue.members[member.recipient_id] = member
+        recipient.queues.add(queue_id)
 
     # ================================================================ queues
 
@@ -777,7 +807,10 @@ class Floor:
         self.sink(event)
         if type_.startswith("recipient."):
             for listener in self._agent_listeners.get(entity_id, ()):
-                listener(event)
+                try:
+                    listener(event)
+                except Exception:  # a desktop's trouble must never break a pass half-applied
+                    log.exception("agent listener of %s failed on %s", entity_id, type_)
 
     def _changed(self) -> None:
         if not self.pass_requested:

@@ -1,0 +1,94 @@
+"""What every servicer shares: authentication, idempotent retries, and
+turning exceptions into statuses, as one decorator per RPC shape."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import grpc
+
+from qroute.api.errors import abort
+from qroute.keys import Principal
+
+IDEMPOTENCY_CACHE = 100_000  # retried requests remembered in memory
+
+
+class Servicer:
+    """Base of the servicers: holds the node and the replies to retried requests."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        return self.node.keys.authenticate(context.invocation_metadata())
+
+    def floor(self, principal: Principal):
+        return self.node.engine.floor(principal.require_account())
+
+
+def _passthrough(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError))
+
+
+def unary(method):
+    """A unary RPC: ``method(self, request, context, principal)``."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context):
+        try:
+            principal = self.principal(context)
+            return await method(self, request, context, principal)
+        except BaseException as exc:
+            if _passthrough(exc):
+                raise
+            await abort(context, exc)
+
+    return handler
+
+
+def mutation(method):
+    """A unary RPC that changes state. Answered once the change is durable;
+    a retry with the same ``request_id`` gets the first answer, unchanged."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context):
+        try:
+            principal = self.principal(context)
+            request_id = getattr(request, "request_id", "")
+            cache = self.node.idempotency
+            key = (principal.account_id, method.__name__, request_id)
+            if request_id and key in cache:
+                return cache[key]
+            response = await method(self, request, context, principal)
+            await self.node.journal.durable()
+            if request_id:
+                cache[key] = response
+                if len(cache) > IDEMPOTENCY_CACHE:
+                    cache.popitem(last=False)
+            return response
+        except BaseException as exc:
+            if _passthrough(exc):
+                raise
+            await abort(context, exc)
+
+    return handler
+
+
+def stream(method):
+    """A streaming RPC (async generator): ``method(self, request_or_iterator, context, principal)``."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context):
+        try:
+            principal = self.principal(context)
+            async for message in method(self, request, context, principal):
+                yield message
+        except BaseException as exc:
+            if _passthrough(exc):
+                raise
+            await abort(context, exc)
+
+    return handler
+
+

@@ -1,0 +1,185 @@
+"""``qroute.v1`` messages to domain values and back. Nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from qroute.domain.config import Member, QueueConfig, RecipientConfig, TierRule
+from qroute.domain.enums import AgentType, Availability, Router, SessionState
+from qroute.errors import InvalidArgument
+from qroute.v1 import common_pb2, queue_pb2, recipient_pb2, session_pb2
+
+QUEUE_DEFAULTS = QueueConfig(id="", name="")
+RECIPIENT_DEFAULTS = RecipientConfig(id="")
+READ_ONLY = {"id", "create_time", "update_time"}
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp | None:
+    if not ms:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    if values:
+        message.update(values)
+    return message
+
+
+def plain(message: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+def _enum(enum_cls, value: int, field: str, default):
+    if value == 0:
+        return default
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise InvalidArgument.field(field, f"unknown value {value}") from None
+
+
+def _mask_paths(message, update_mask, allowed: set[str], prefix: str) -> list[str]:
+    """The fields an update names: its mask, or every field set when the mask is empty."""
+    paths = list(update_mask.paths) if update_mask is not None else []
+    if not paths:
+        paths = [field.name for field, _ in message.ListFields() if field.name not in READ_ONLY]
+    problems = [("update_mask", f"{prefix}{path} cannot be updated") for path in paths
+                if path in READ_ONLY or path not in allowed]
+    if problems:
+        raise InvalidArgument(*problems)
+    return paths
+
+
+# ---------------------------------------------------------------- queues
+
+QUEUE_FIELDS = {f.name for f in dataclasses.fields(QueueConfig)} - {"create_time_ms", "update_time_ms"}
+
+
+def queue_value(message: queue_pb2.Queue, field: str) -> Any:
+    if field == "router":
+        return _enum(Router, message.router, "queue.router", Router.ROUND_ROBIN)
+    if field == "tier_expansion":
+        return tuple(TierRule(rule.after_seconds, rule.max_tier) for rule in message.tier_expansion)
+    if field in ("ring_timeout", "tick_time", "timeout") and not message.HasField(field):
+        return getattr(QUEUE_DEFAULTS, field)
+    return getattr(message, field)
+
+
+def queue_config(message: queue_pb2.Queue) -> QueueConfig:
+    return QueueConfig(**{field: queue_value(message, field) for field in QUEUE_FIELDS})
+
+
+def queue_changes(message: queue_pb2.Queue, update_mask) -> dict[str, Any]:
+    paths = _mask_paths(message, update_mask, QUEUE_FIELDS, "queue.")
+    return {path: queue_value(message, path) for path in paths}
+
+
+def queue_message(config: QueueConfig) -> queue_pb2.Queue:
+    return queue_pb2.Queue(
+        id=config.id, name=config.name, router=int(config.router),
+        agent_wrapup_time=config.agent_wrapup_time, force_away_on_reject=config.force_away_on_reject,
+        hold_treatment=config.hold_treatment, ring_timeout=config.ring_timeout, tick_time=config.tick_time,
+        timeout=config.timeout, timeout_if_size_exceeds=config.timeout_if_size_exceeds,
+        timeout_immediately_if_empty=config.timeout_immediately_if_empty,
+        timeout_redirect=config.timeout_redirect,
+        tier_expansion=[common_pb2.TierExpansion(after_seconds=r.after_seconds, max_tier=r.max_tier)
+                        for r in config.tier_expansion],
+        create_time=timestamp(config.create_time_ms), update_time=timestamp(config.update_time_ms),
+        allow_self_join=config.allow_self_join)
+
+
+def queue_status_message(status: dict[str, Any], node: str, now_ms: int) -> queue_pb2.QueueStatus:
+    return queue_pb2.QueueStatus(
+        queue_id=status["queue_id"], active_recipient_count=status["active_recipient_count"],
+        available_recipient_count=status["available_recipient_count"], node=node, time=timestamp(now_ms),
+        stats=queue_pb2.QueueStats(
+            estimated_wait=status["estimated_wait"], average_wait=status["average_wait"],
+            recipient_count=status["recipient_count"], active_session_count=status["active_session_count"],
+            total_sessions=status["total_sessions"], missed_sessions=status["missed_sessions"],
+            abandoned_sessions=status["abandoned_sessions"], longest_wait=status["longest_wait"]))
+
+
+def members(messages) -> list[Member]:
+    return [Member(m.recipient_id, m.tier or 1, m.weight) for m in messages]
+
+
+def member_message(member: Member) -> common_pb2.Member:
+    return common_pb2.Member(recipient_id=member.recipient_id, tier=member.tier, weight=member.weight)
+
+
+# ------------------------------------------------------------ recipients
+
+RECIPIENT_FIELDS = {f.name for f in dataclasses.fields(RecipientConfig)} - {"create_time_ms", "update_time_ms"}
+
+
+def recipient_value(message: recipient_pb2.Recipient, field: str) -> Any:
+    if field == "agent_type":
+        return _enum(AgentType, message.agent_type, "recipient.agent_type", AgentType.LOCAL)
+    if field == "skills":
+        return dict(message.skills)
+    if field in ("caller_ids", "unavailable_codes"):
+        return tuple(getattr(message, field))
+    return getattr(message, field)
+
+
+def recipient_config(message: recipient_pb2.Recipient) -> RecipientConfig:
+    return RecipientConfig(**{field: recipient_value(message, field) for field in RECIPIENT_FIELDS})
+
+
+def recipient_changes(message: recipient_pb2.Recipient, update_mask) -> dict[str, Any]:
+    paths = _mask_paths(message, update_mask, RECIPIENT_FIELDS, "recipient.")
+    return {path: recipient_value(message, path) for path in paths}
+
+
+def recipient_message(config: RecipientConfig) -> recipient_pb2.Recipient:
+    doc = config.to_doc()
+    doc.pop("create_time_ms")
+    doc.pop("update_time_ms")
+    return recipient_pb2.Recipient(**doc, create_time=timestamp(config.create_time_ms),
+                                   update_time=timestamp(config.update_time_ms))
+
+
+def recipient_status_message(status: dict[str, Any]) -> recipient_pb2.RecipientStatus:
+    return recipient_pb2.RecipientStatus(
+        recipient_id=status["recipient_id"], state=int(status["state"]),
+        queue_availability={k: int(v) for k, v in status["queue_availability"].items()},
+        unavailable_code=status["unavailable_code"], current_session_id=status["current_session_id"],
+        idle_since=timestamp(status["idle_since_ms"]), calls_taken=status["calls_taken"],
+        consecutive_misses=status["consecutive_misses"], availability=int(status["availability"]),
+        state_since=timestamp(status["state_since_ms"]), current_offer_id=status["current_offer_id"],
+        wrapup_until=timestamp(status["wrapup_until_ms"]))
+
+
+def availability(value: int, field: str = "availability") -> Availability:
+    if value not in (Availability.READY, Availability.AWAY):
+        raise InvalidArgument.field(field, "must be AVAILABILITY_READY or AVAILABILITY_AWAY")
+    return Availability(value)
+
+
+# -------------------------------------------------------------- sessions
+
+def session_message(floor, session, now_ms: int) -> session_pb2.Session:
+    waiting = session.state in (SessionState.WAITING, SessionState.OFFERING)
+    queue = floor.queues.get(session.queue_id)
+    estimate = floor.estimated_wait_ms(session) if session.state == SessionState.WAITING else 0
+    offer_id = next(iter(session.offers), "") if session.offers else ""
+    return session_pb2.Session(
+        id=session.id, queue_id=session.queue_id, state=int(session.state),
+        end_reason=int(session.end_reason) if session.end_reason else 0,
+        caller=common_pb2.Caller(number=session.caller_number, name=session.caller_name),
+        priority=session.priority, skills=session.skills, properties=struct(session.properties),
+        entered_at=timestamp(session.entered_at_ms), recipient_id=session.recipient_id,
+        wait_ms=now_ms - session.entered_at_ms if waiting else session.wait_ms,
+        ring_ms=session.ring_ms, talk_ms=session.talk_ms if session.state == SessionState.ENDED else (
+            now_ms - session.answered_at_ms if session.state == SessionState.CONNECTED else 0),
+        queues_visited=session.queues_visited, position=floor.position(session),
+        estimated_wait=-1 if estimate < 0 else round(estimate / 1000),
+        hold_treatment=queue.config.hold_treatment if queue else "", offer_id=offer_id,
+        end_time=timestamp(session.ended_at_ms), callback=session.callback)

@@ -1,0 +1,99 @@
+"""QueueService."""
+
+from __future__ import annotations
+
+import asyncio
+
+from google.protobuf import empty_pb2
+
+from qroute.api import convert
+from qroute.api.common import Servicer, mutation, stream, unary
+from qroute.api.pages import page
+from qroute.errors import InvalidArgument
+from qroute.v1 import queue_pb2, queue_pb2_grpc
+
+MIN_WATCH_MS = 100
+DEFAULT_WATCH_MS = 1000
+
+
+class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
+    @mutation
+    async def CreateQueue(self, request, context, principal):
+        queue = self.floor(principal).create_queue(convert.queue_config(request.queue))
+        return convert.queue_message(queue.config)
+
+    @unary
+    async def GetQueue(self, request, context, principal):
+        return convert.queue_message(self.floor(principal).queue(request.queue_id).config)
+
+    @mutation
+    async def UpdateQueue(self, request, context, principal):
+        floor = self.floor(principal)
+        changes = convert.queue_changes(request.queue, request.update_mask)
+        return convert.queue_message(floor.update_queue(request.queue.id, changes).config)
+
+    @mutation
+    async def DeleteQueue(self, request, context, principal):
+        self.floor(principal).delete_queue(request.queue_id, force=request.force)
+        return empty_pb2.Empty()
+
+    @unary
+    async def ListQueues(self, request, context, principal):
+        queues, token = page(list(self.floor(principal).queues), request.page_size, request.page_token)
+        floor = self.floor(principal)
+        return queue_pb2.ListQueuesResponse(
+            queues=[convert.queue_message(floor.queues[q].config) for q in queues], next_page_token=token)
+
+    def _status(self, floor, queue_id):
+        return convert.queue_status_message(floor.queue_status(queue_id), self.node.name, floor.clock.now_ms())
+
+    @unary
+    async def GetQueueStatus(self, request, context, principal):
+        return self._status(self.floor(principal), request.queue_id)
+
+    @unary
+    async def BatchGetQueueStatus(self, request, context, principal):
+        floor = self.floor(principal)
+        for queue_id in request.queue_ids:
+            floor.queue(queue_id)
+        return queue_pb2.BatchGetQueueStatusResponse(
+            statuses={queue_id: self._status(floor, queue_id) for queue_id in request.queue_ids})
+
+    @stream
+    async def WatchQueueStatus(self, request, context, principal):
+        """A status of each queue now, then again every interval when it changed."""
+        floor = self.floor(principal)
+        interval = request.interval_ms or DEFAULT_WATCH_MS
+        if interval < MIN_WATCH_MS:
+            raise InvalidArgument.field("interval_ms", f"must be >= {MIN_WATCH_MS} (or 0 for {DEFAULT_WATCH_MS})")
+        queue_ids = list(request.queue_ids) or sorted(floor.queues)
+        for queue_id in queue_ids:
+            floor.queue(queue_id)
+        last: dict[str, queue_pb2.QueueStatus] = {}
+        while True:
+            for queue_id in queue_ids:
+                if queue_id not in floor.queues:
+                    continue
+                status = self._status(floor, queue_id)
+                compare = queue_pb2.QueueStatus()
+                compare.CopyFrom(status)
+                compare.ClearField("time")
+                if last.get(queue_id) != compare:
+                    last[queue_id] = compare
+                    yield status
+            await asyncio.sleep(interval / 1000)
+
+    @mutation
+    async def AddMembers(self, request, context, principal):
+        added = self.floor(principal).add_members(request.queue_id, convert.members(request.members))
+        return queue_pb2.AddMembersResponse(members=[convert.member_message(m) for m in added])
+
+    @mutation
+    async def RemoveMembers(self, request, context, principal):
+        removed = self.floor(principal).remove_members(request.queue_id, request.recipient_ids)
+        return queue_pb2.RemoveMembersResponse(recipient_ids=removed)
+
+    @unary
+    async def ListMembers(self, request, context, principal):
+        queue = self.floor(principal).queue(request.queue_id)
+        return queue_pb2.ListMembersResponse(members=[convert.member_message(m) for m in queue.members.values()])

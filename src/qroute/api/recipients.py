@@ -1,0 +1,209 @@
+"""RecipientService, with ``Connect``: the agent desktop's stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from google.protobuf import empty_pb2
+
+from qroute.api import convert
+from qroute.api.common import Servicer, mutation, unary
+from qroute.api.errors import abort, status_of
+from qroute.api.pages import page
+from qroute.domain.enums import EventSource, OfferOutcome
+from qroute.errors import InvalidArgument, QrouteError
+from qroute.v1 import recipient_pb2, recipient_pb2_grpc
+
+log = logging.getLogger("qroute.api.agent")
+_CLOSED = object()
+OUTBOX_LIMIT = 1000  # events queued for one desktop before it counts as gone
+
+
+def source(value: int) -> EventSource:
+    return EventSource(value) if value in (EventSource.API, EventSource.PHONE) else EventSource.API
+
+
+class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
+    @mutation
+    async def CreateRecipient(self, request, context, principal):
+        recipient = self.floor(principal).create_recipient(convert.recipient_config(request.recipient))
+        return convert.recipient_message(recipient.config)
+
+    @unary
+    async def GetRecipient(self, request, context, principal):
+        return convert.recipient_message(self.floor(principal).recipient(request.recipient_id).config)
+
+    @mutation
+    async def UpdateRecipient(self, request, context, principal):
+        changes = convert.recipient_changes(request.recipient, request.update_mask)
+        recipient = self.floor(principal).update_recipient(request.recipient.id, changes)
+        return convert.recipient_message(recipient.config)
+
+    @mutation
+    async def DeleteRecipient(self, request, context, principal):
+        self.floor(principal).delete_recipient(request.recipient_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def ListRecipients(self, request, context, principal):
+        floor = self.floor(principal)
+        ids, token = page(list(floor.recipients), request.page_size, request.page_token)
+        return recipient_pb2.ListRecipientsResponse(
+            recipients=[convert.recipient_message(floor.recipients[r].config) for r in ids], next_page_token=token)
+
+    def _status(self, floor, recipient_id):
+        return convert.recipient_status_message(floor.recipient_status(recipient_id))
+
+    @mutation
+    async def Login(self, request, context, principal):
+        floor = self.floor(principal)
+        floor.login(request.recipient_id, ready=request.ready, source=source(request.source))
+        return self._status(floor, request.recipient_id)
+
+    @mutation
+    async def Logout(self, request, context, principal):
+        floor = self.floor(principal)
+        floor.logout(request.recipient_id, source=source(request.source))
+        return self._status(floor, request.recipient_id)
+
+    @mutation
+    async def SetAvailability(self, request, context, principal):
+        floor = self.floor(principal)
+        floor.set_availability(request.recipient_id, convert.availability(request.availability),
+                               queue_id=request.queue_id, unavailable_code=request.unavailable_code,
+                               source=source(request.source))
+        return self._status(floor, request.recipient_id)
+
+    @unary
+    async def GetRecipientStatus(self, request, context, principal):
+        return self._status(self.floor(principal), request.recipient_id)
+
+    @mutation
+    async def AcceptOffer(self, request, context, principal):
+        floor = self.floor(principal)
+        session = floor.accept(request.offer_id)
+        return convert.session_message(floor, session, floor.clock.now_ms())
+
+    @mutation
+    async def RejectOffer(self, request, context, principal):
+        floor = self.floor(principal)
+        session = floor.reject(request.offer_id)
+        return convert.session_message(floor, session, floor.clock.now_ms())
+
+    # ------------------------------------------------------------ Connect
+
+    async def Connect(self, request_iterator, context):
+        """The agent desktop: ``hello`` first, then offers arrive and commands
+        go back; every command gets one reply carrying its ``command_id``. A
+        desktop that drops while its phone rings misses that offer."""
+        try:
+            principal = self.principal(context)
+            floor = self.floor(principal)
+            first = await anext(aiter(request_iterator), None)
+            if first is None or first.WhichOneof("command") != "hello":
+                raise InvalidArgument.field("command", "the first command must be hello")
+            recipient_id = first.hello.recipient_id
+            floor.recipient(recipient_id)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await abort(context, exc)
+            return
+        outbox: asyncio.Queue = asyncio.Queue()
+        detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox))
+        outbox.put_nowait(recipient_pb2.AgentEvent(
+            correlation=first.command_id, state_changed=self._status(floor, recipient_id)))
+        reader = asyncio.get_running_loop().create_task(
+            self._read_commands(floor, recipient_id, request_iterator, outbox))
+        try:
+            while True:
+                message = await outbox.get()
+                if message is _CLOSED:
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            detach()
+            if recipient_id in floor.recipients and not floor.agent_attached(recipient_id):
+                floor.miss(recipient_id)
+                await self.node.journal.durable()
+
+    def _forward(self, floor, event, outbox: asyncio.Queue) -> None:
+        message = self._agent_event(floor, event)
+        if message is None:
+            return
+        if outbox.qsize() >= OUTBOX_LIMIT:  # a desktop this far behind is gone: end its stream
+            outbox.put_nowait(_CLOSED)
+            return
+        outbox.put_nowait(message)
+
+    def _agent_event(self, floor, event):
+        data = event.data
+        stamp = convert.timestamp(event.time_ms)
+        if event.type == "recipient.offered":
+            session = floor.sessions.get(data["session_id"])
+            if session is None:
+                return None
+            return recipient_pb2.AgentEvent(time=stamp, offer=recipient_pb2.AgentEvent.Offer(
+                offer_id=data["offer_id"], session=convert.session_message(floor, session, event.time_ms),
+                ring_timeout_ms=data["ring_timeout_ms"], callback=data.get("callback", False)))
+        if event.type in ("recipient.offer_cancelled", "recipient.missed"):
+            reason = (OfferOutcome.MISSED if event.type == "recipient.missed"
+                      else OfferOutcome[data["reason"].upper()] if data["reason"].upper() in OfferOutcome.__members__
+                      else OfferOutcome.WITHDRAWN)
+            return recipient_pb2.AgentEvent(time=stamp, offer_cancelled=recipient_pb2.AgentEvent.OfferCancelled(
+                offer_id=data["offer_id"], reason=int(reason)))
+        if event.type == "recipient.state_changed" and event.entity_id in floor.recipients:
+            return recipient_pb2.AgentEvent(time=stamp, state_changed=self._status(floor, event.entity_id))
+        return None
+
+    async def _read_commands(self, floor, recipient_id, request_iterator, outbox) -> None:
+        try:
+            async for command in request_iterator:
+                try:
+                    self._apply(floor, recipient_id, command)
+                    await self.node.journal.durable()
+                    reply = recipient_pb2.AgentEvent(correlation=command.command_id,
+                                                     state_changed=self._status(floor, recipient_id))
+                except QrouteError as exc:
+                    code, message = status_of(exc)
+                    reply = recipient_pb2.AgentEvent(correlation=command.command_id,
+                                                     error=recipient_pb2.AgentEvent.Error(
+                                                         code=code.value[0], message=message))
+                outbox.put_nowait(reply)
+        except Exception:  # the client went away mid-read
+            log.debug("agent stream of %s closed", recipient_id, exc_info=True)
+        finally:
+            outbox.put_nowait(_CLOSED)
+
+    @staticmethod
+    def _apply(floor, recipient_id: str, command) -> None:
+        kind = command.WhichOneof("command")
+        if kind == "accept":
+            floor.accept(command.accept.offer_id, recipient_id)
+        elif kind == "reject":
+            floor.reject(command.reject.offer_id, recipient_id)
+        elif kind == "hangup":
+            session = floor.session(command.hangup.session_id)
+            if session.recipient_id != recipient_id:
+                raise InvalidArgument.field("hangup.session_id", "is not this recipient's call")
+            floor.hangup(session.id)
+        elif kind == "finish_wrapup":
+            floor.finish_wrapup(recipient_id)
+        elif kind == "set_availability":
+            request = command.set_availability
+            floor.set_availability(recipient_id, convert.availability(request.availability,
+                                                                      "set_availability.availability"),
+                                   queue_id=request.queue_id, unavailable_code=request.unavailable_code)
+        elif kind == "login":
+            floor.login(recipient_id, ready=command.login.ready)
+        elif kind == "logout":
+            floor.logout(recipient_id)
+        elif kind == "hello":
+            raise InvalidArgument.field("hello", "is only the first command")
+        else:
+            raise InvalidArgument.field("command", "is empty")

@@ -1,0 +1,116 @@
+"""Build and run the gRPC server around a node.
+
+One process, one event loop (uvloop when available). The port is bound with
+SO_REUSEPORT off: a second server on a port in use fails loudly instead of
+silently sharing callers with the first (two engines would disagree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from qroute.api.accounts import AccountServicer
+from qroute.api.queues import QueueServicer
+from qroute.api.recipients import RecipientServicer
+from qroute.api.sessions import SessionServicer
+from qroute.node import Node
+from qroute.v1 import account_pb2, account_pb2_grpc, queue_pb2, queue_pb2_grpc, recipient_pb2
+from qroute.v1 import recipient_pb2_grpc, session_pb2, session_pb2_grpc
+
+log = logging.getLogger("qroute.server")
+
+SERVICES = [
+    (queue_pb2, "QueueService", queue_pb2_grpc.add_QueueServiceServicer_to_server, QueueServicer),
+    (recipient_pb2, "RecipientService", recipient_pb2_grpc.add_RecipientServiceServicer_to_server,
+     RecipientServicer),
+    (session_pb2, "SessionService", session_pb2_grpc.add_SessionServiceServicer_to_server, SessionServicer),
+    (account_pb2, "AccountService", account_pb2_grpc.add_AccountServiceServicer_to_server, AccountServicer),
+]
+GRACE_SECONDS = 5.0
+
+
+class BindError(RuntimeError):
+    """The listen address could not be bound (in use, or not ours)."""
+
+
+@dataclass
+class Running:
+    server: grpc.aio.Server
+    node: Node
+    port: int
+    health: HealthServicer
+
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.node.stop()
+
+
+async def start(node: Node, listen: str = "127.0.0.1:50051", tls_cert: str | None = None,
+                tls_key: str | None = None) -> Running:
+    """Start ``node`` and serve it on ``listen``; returns once accepting calls."""
+    server = grpc.aio.server(options=[
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
+    names = [reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    for module, service, add, servicer_cls in SERVICES:
+        add(servicer_cls(node), server)
+        names.append(module.DESCRIPTOR.services_by_name[service].full_name)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(names, server)
+    try:
+        if tls_cert or tls_key:
+            if not (tls_cert and tls_key):
+                raise BindError("TLS needs both --tls-cert and --tls-key")
+            credentials = grpc.ssl_server_credentials([(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())])
+            port = server.add_secure_port(listen, credentials)
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise BindError(f"cannot listen on {listen}: {exc}") from None
+    if not port:
+        raise BindError(f"cannot listen on {listen}: the address is in use or not available")
+    await node.start()
+    await server.start()
+    for name in names:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    return Running(server, node, port, health)
+
+
+async def serve_forever(node: Node, listen: str, tls_cert: str | None = None, tls_key: str | None = None,
+                        ready=None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (pending writes flushed)."""
+    running = await start(node, listen, tls_cert, tls_key)
+    if ready is not None:
+        ready(running)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("stopping: finishing calls in flight (%.0f s at most)", GRACE_SECONDS)
+    await running.stop()
+
+
+def run(coroutine) -> None:
+    """Run on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)

@@ -1,0 +1,28 @@
+"""Errors raised by the storage layer.
+
+Callers catch these, never a driver's own exceptions (``sqlite3.Error`` now,
+a PostgreSQL driver's later); the driver's exception is kept as ``__cause__``.
+"""
+
+
+class StorageError(Exception):
+    """Base of every storage error."""
+
+
+class StorageClosed(StorageError):
+    """The storage is not started, is stopping, or has stopped."""
+
+
+class WriteError(StorageError):
+    """A write's transaction failed; nothing of that write was kept.
+
+    ``ops`` holds the operations of the failed write (one ``write()`` call).
+    """
+
+    def __init__(self, message: str, ops: tuple = ()):
+        super().__init__(message)
+        self.ops = ops
+
+
+class SchemaError(StorageError):
+    """The database's schema cannot be used (e.g. written by a newer qroute)."""
