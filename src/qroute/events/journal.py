@@ -77,7 +77,7 @@ class Journal:
         ops: list[Op] = []
         for event in events:
             ops.extend(state_ops(event))
-        ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, int(e.entity), e.entity_id,
+        ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, e.entity.name.lower(), e.entity_id,
                                   encode(e)) for e in events]))
         self._last_write = self.storage.write(*ops)
         return self._last_write

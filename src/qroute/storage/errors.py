@@ -4,8 +4,10 @@ Callers catch these, never a driver's own exceptions (``sqlite3.Error`` now,
 a PostgreSQL driver's later); the driver's exception is kept as ``__cause__``.
 """
 
+from qroute.errors import InternalError
 
-class StorageError(Exception):
+
+class StorageError(InternalError):
     """Base of every storage error."""
 
 

@@ -21,6 +21,9 @@ Reads use a separate connection (WAL lets them run during writes) and see
 committed data only: a write is visible to reads once its future resolved.
 ``load_all()`` is synchronous, for startup; runtime queries are ``async`` and
 run on one reader thread, off the event loop.
+
+One storage per database: ``start()`` takes an exclusive lock on
+``<path>-lock``, so a second server on the same file fails loudly.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock file
+    fcntl = None
 
 from qroute.storage.errors import StorageClosed, StorageError, WriteError
 from qroute.storage.ops import Op
@@ -92,6 +100,21 @@ def _connect(path: str, synchronous: str, *, reader: bool) -> sqlite3.Connection
     return conn
 
 
+def _lock(path: str) -> int | None:
+    """Hold an exclusive lock on ``<path>-lock`` (released by closing the fd,
+    or by the process's death): two servers writing one database would each
+    think they own the same callers."""
+    if fcntl is None:
+        return None
+    fd = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(f"database {path!r} is in use by another qroute storage") from None
+    return fd
+
+
 def _resolve_ok(futures: list[asyncio.Future]) -> None:
     for fut in futures:
         if not fut.done():  # the caller may have cancelled its wait
@@ -105,6 +128,18 @@ def _resolve_each(results: list[tuple[asyncio.Future, BaseException | None]]) ->
                 fut.set_result(None)
             else:
                 fut.set_exception(exc)
+
+
+def _fail_all_queued(pending: queue.SimpleQueue, error: StorageError) -> None:
+    failed = []
+    while True:
+        try:
+            item = pending.get_nowait()
+        except queue.Empty:
+            break
+        if item is not _STOP:
+            failed.append((item[1], error))
+    _resolve_each(failed)
 
 
 def _write_error(ops: tuple[Op, ...], exc: BaseException) -> WriteError:
@@ -162,16 +197,11 @@ class _Writer(threading.Thread):
             self._signal(_resolve_ok, [self.done])
 
     def _fail_queued(self, exc: BaseException) -> None:
-        failed = [(fut, StorageError(f"storage writer failed: {exc!r}"))
-                  for _, fut in self.inflight]
-        while True:
-            try:
-                item = self.storage._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                failed.append((item[1], StorageError(f"storage writer failed: {exc!r}")))
-        self._signal(_resolve_each, failed)
+        error = StorageError(f"storage writer failed: {exc!r}")
+        self._signal(_resolve_each, [(fut, error) for _, fut in self.inflight])
+        # Drain on the loop's thread, where write() runs: every write queued
+        # before this callback is failed, every later one sees _broken.
+        self._signal(_fail_all_queued, self.storage._queue, error)
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         q = self.storage._queue
@@ -324,15 +354,21 @@ class SqliteStorage:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._read_executor: ThreadPoolExecutor | None = None
+        self._lock_fd: int | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         """Open the database (WAL, the given ``synchronous``, foreign keys off,
-        a busy timeout), create or migrate the schema and start the writer."""
+        a busy timeout), create or migrate the schema and start the writer.
+
+        Fails with ``StorageError`` if another storage (in this process or
+        another) has the database open: there is one writer per database.
+        """
         if self._state is not _NEW:
             raise StorageError(f"storage already {self._state}")
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(self.path)
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         self._writer_done = loop.create_future()
@@ -345,6 +381,7 @@ class SqliteStorage:
         except BaseException:
             self._queue.put(_STOP)
             await asyncio.shield(self._writer_done)
+            self._unlock()
             self._state = _STOPPED
             raise
         self._read_executor = ThreadPoolExecutor(1, thread_name_prefix="qroute-storage-reader")
@@ -368,7 +405,13 @@ class SqliteStorage:
         with self._read_lock:
             self._reader.close()
             self._reader = None
+        self._unlock()
         self._state = _STOPPED
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     async def __aenter__(self) -> SqliteStorage:
         await self.start()
