@@ -5,7 +5,9 @@ options, and a handler that imports the command's module only when it runs,
 so ``qroute --help`` and each command load nothing the others need (grpc,
 the compiled core, rich). A ``Group`` holds sub-commands (``bench core``).
 To add a command, write ``_<name>_arguments`` and ``_<name>`` below and list
-them in ``COMMANDS``.
+them in ``COMMANDS``. The admin verbs (``account``, ``key``, ``queue``,
+``recipient``, ``member``) talk to a running server; their work is in
+``qroute.admin``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,148 @@ def _bench_core(args: argparse.Namespace) -> int | None:
     return core.run(args)
 
 
+# ----------------------------------------------------------------- admin verbs
+
+ROUTERS = ("round_robin", "most_idle", "least_calls", "least_offers", "least_talk_time", "linear", "random",
+           "most_skilled", "ring_all")
+
+
+def _admin(verb: str) -> Callable[[argparse.Namespace], int | None]:
+    """The handler of an admin verb: ``qroute.admin.<verb>``, imported when it runs."""
+
+    def handler(args: argparse.Namespace) -> int | None:
+        from qroute import admin
+
+        return getattr(admin, verb)(args)
+
+    return handler
+
+
+def _remote(parser: argparse.ArgumentParser, admin: bool = False) -> None:
+    """The options of every verb that calls a server."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--target", metavar="HOST:PORT",
+                       help="the server (default $QROUTE_TARGET, else 127.0.0.1:50051)")
+    group.add_argument("--key", metavar="API_KEY",
+                       help="API key (default $QROUTE_ADMIN_KEY, then DIR/admin.key, then $QROUTE_API_KEY)"
+                       if admin else "API key of the account (default $QROUTE_API_KEY)")
+    group.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificate: connect with TLS and trust it")
+    if admin:
+        group.add_argument("--data-dir", default="./qroute-data", metavar="DIR",
+                           help="the server's data dir, where its admin.key is (default %(default)s)")
+
+
+def _admin_remote(parser: argparse.ArgumentParser) -> None:
+    _remote(parser, admin=True)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _skill(text: str) -> tuple[str, int]:
+    name, equals, level = text.partition("=")
+    if not name or not equals or not level.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=LEVEL (e.g. en=5), got {text!r}")
+    return name, int(level)
+
+
+def _tier_step(text: str) -> tuple[int, int]:
+    after, colon, tier = text.partition(":")
+    if not colon or not after.isdigit() or not tier.isdigit():
+        raise argparse.ArgumentTypeError(f"expected AFTER_SECONDS:MAX_TIER (e.g. 30:2), got {text!r}")
+    return int(after), int(tier)
+
+
+def _account_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="display name, 1 to 128 characters")
+    parser.add_argument("--time-zone", default="", metavar="ZONE", help="IANA time zone (default UTC)")
+    _admin_remote(parser)
+
+
+def _key_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("account_id", metavar="ACCOUNT_ID")
+    parser.add_argument("--description", default="", help="who or what uses the key")
+    _admin_remote(parser)
+
+
+def _key_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("account_id", metavar="ACCOUNT_ID")
+    _admin_remote(parser)
+
+
+def _key_revoke_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key_id", metavar="KEY_ID")
+    _admin_remote(parser)
+
+
+def _queue_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="ID", help="the queue's id")
+    parser.add_argument("--name", required=True, help="display name, 1 to 128 characters")
+    parser.add_argument("--router", choices=ROUTERS, metavar="ROUTER",
+                        help=f"how members are picked: {', '.join(ROUTERS)} (default round_robin)")
+    parser.add_argument("--ring-timeout", dest="ring_timeout", type=int, metavar="SECONDS",
+                        help="an offer rings this long before it is missed, >= 1 (default 20)")
+    parser.add_argument("--tick-time", dest="tick_time", type=int, metavar="MS",
+                        help="longest time between two dispatch passes, >= 250 (default 1000)")
+    parser.add_argument("--timeout", type=int, metavar="SECONDS",
+                        help="longest wait in the queue, >= 10 (default 3600)")
+    parser.add_argument("--agent-wrapup-time", dest="agent_wrapup_time", type=int, metavar="SECONDS",
+                        help="wrap-up after each call (default 0)")
+    parser.add_argument("--hold-treatment", dest="hold_treatment", metavar="MEDIA",
+                        help="what the phone system plays to waiting callers")
+    parser.add_argument("--timeout-redirect", dest="timeout_redirect", metavar="QUEUE_ID",
+                        help="queue a timed-out session moves to")
+    parser.add_argument("--timeout-if-size-exceeds", dest="timeout_if_size_exceeds", type=int, metavar="N",
+                        help="refuse sessions while N are waiting (default 0: off)")
+    parser.add_argument("--timeout-immediately-if-empty", dest="timeout_immediately_if_empty",
+                        action="store_true", help="refuse sessions while no member is logged in")
+    parser.add_argument("--force-away-on-reject", dest="force_away_on_reject", action="store_true",
+                        help="a member who rejects an offer is made AWAY")
+    parser.add_argument("--allow-self-join", dest="allow_self_join", action="store_true",
+                        help="recipients may join and leave the queue themselves")
+    parser.add_argument("--tier-expansion", dest="tier_expansion", type=_tier_step, action="append",
+                        metavar="AFTER_SECONDS:MAX_TIER", help="after a wait, widen to higher tiers (repeatable)")
+    _remote(parser)
+
+
+def _queue_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue_ids", nargs="*", metavar="QUEUE_ID", help="queues to show (default: all)")
+    _remote(parser)
+
+
+def _recipient_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="ID", help="the recipient's id")
+    parser.add_argument("--name", help="display name")
+    parser.add_argument("--skill", type=_skill, action="extend", nargs="+", metavar="NAME=LEVEL",
+                        help="a skill and its level 1 to 10 (repeatable: --skill en=5 fr=3)")
+    parser.add_argument("--extension", dest="extension_name", metavar="EXTENSION",
+                        help="the phone system's extension (local agents)")
+    parser.add_argument("--agent-number", dest="agent_number", metavar="NUMBER",
+                        help="external number (remote agents)")
+    parser.add_argument("--bounced-call-limit", dest="bounced_call_limit", type=_non_negative_int, metavar="N",
+                        help="missed offers in a row that make it AWAY (default 0: off)")
+    parser.add_argument("--unavailable-code", dest="unavailable_code", action="append", metavar="CODE",
+                        help="a reason code it may give with AWAY (repeatable)")
+    _remote(parser)
+
+
+def _member_add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue_id", metavar="QUEUE_ID")
+    parser.add_argument("recipient_ids", nargs="+", metavar="RECIPIENT_ID")
+    parser.add_argument("--tier", type=_positive_int, default=1, help="membership tier (default %(default)s)")
+    parser.add_argument("--weight", type=_non_negative_int, default=0, help="member weight (default %(default)s)")
+    _remote(parser)
+
+
+def _member_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue_id", metavar="QUEUE_ID")
+    _remote(parser)
+
+
 # ----------------------------------------------------------------------- serve
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +245,30 @@ def _serve(args: argparse.Namespace) -> int | None:
 
 COMMANDS: dict[str, Command | Group] = {
     "serve": Command("serve the gRPC API (embedded SQLite in --data-dir)", _serve_arguments, _serve),
+    "account": Group("accounts (admin key)", {
+        "create": Command("create an account", _account_create_arguments, _admin("account_create")),
+        "list": Command("list the accounts", _admin_remote, _admin("account_list")),
+    }),
+    "key": Group("API keys of accounts (admin key)", {
+        "create": Command("create an API key for an account; shows its secret once",
+                          _key_create_arguments, _admin("key_create")),
+        "list": Command("list an account's API keys", _key_list_arguments, _admin("key_list")),
+        "revoke": Command("revoke an API key", _key_revoke_arguments, _admin("key_revoke")),
+    }),
+    "queue": Group("queues of an account", {
+        "create": Command("create a queue", _queue_create_arguments, _admin("queue_create")),
+        "list": Command("list the queues", _remote, _admin("queue_list")),
+        "status": Command("live status of queues, as a table", _queue_status_arguments, _admin("queue_status")),
+    }),
+    "recipient": Group("recipients (agents) of an account", {
+        "create": Command("create a recipient", _recipient_create_arguments, _admin("recipient_create")),
+        "list": Command("list the recipients", _remote, _admin("recipient_list")),
+    }),
+    "member": Group("queue membership", {
+        "add": Command("add recipients to a queue (or change their tier)", _member_add_arguments,
+                       _admin("member_add")),
+        "list": Command("list a queue's members", _member_list_arguments, _admin("member_list")),
+    }),
     "bench": Group("measure qroute", {
         "core": Command(
             "the dispatcher alone on the standard workload (full pass, incremental pass, "

@@ -4,11 +4,13 @@ turning exceptions into statuses, as one decorator per RPC shape."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 
 import grpc
 
 from qroute.api.errors import abort
+from qroute.errors import InvalidArgument
 from qroute.keys import Principal
 
 IDEMPOTENCY_CACHE = 100_000  # retried requests remembered in memory
@@ -92,3 +94,14 @@ def stream(method):
     return handler
 
 
+@contextlib.contextmanager
+def request_fields(message_field: str):
+    """Name bad fields by their path in the request: the engine validates a
+    queue's ``name``, the client sent ``queue.name`` (``update_mask`` stays)."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        prefix = message_field + "."
+        raise InvalidArgument(*[
+            (field if field.startswith(prefix) or field == "update_mask" else prefix + field, why)
+            for field, why in exc.violations]) from None

@@ -36,13 +36,15 @@ def plain(message: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(message)
 
 
-def _enum(enum_cls, value: int, field: str, default):
+def _enum(enum_cls, value: int, default):
+    """The enum member, or the unknown number itself: the domain's validation
+    names it together with every other bad field of the request."""
     if value == 0:
         return default
     try:
         return enum_cls(value)
     except ValueError:
-        raise InvalidArgument.field(field, f"unknown value {value}") from None
+        return value
 
 
 def _mask_paths(message, update_mask, allowed: set[str], prefix: str) -> list[str]:
@@ -64,7 +66,7 @@ QUEUE_FIELDS = {f.name for f in dataclasses.fields(QueueConfig)} - {"create_time
 
 def queue_value(message: queue_pb2.Queue, field: str) -> Any:
     if field == "router":
-        return _enum(Router, message.router, "queue.router", Router.ROUND_ROBIN)
+        return _enum(Router, message.router, Router.ROUND_ROBIN)
     if field == "tier_expansion":
         return tuple(TierRule(rule.after_seconds, rule.max_tier) for rule in message.tier_expansion)
     if field in ("ring_timeout", "tick_time", "timeout") and not message.HasField(field):
@@ -121,7 +123,7 @@ RECIPIENT_FIELDS = {f.name for f in dataclasses.fields(RecipientConfig)} - {"cre
 
 def recipient_value(message: recipient_pb2.Recipient, field: str) -> Any:
     if field == "agent_type":
-        return _enum(AgentType, message.agent_type, "recipient.agent_type", AgentType.LOCAL)
+        return _enum(AgentType, message.agent_type, AgentType.LOCAL)
     if field == "skills":
         return dict(message.skills)
     if field in ("caller_ids", "unavailable_codes"):
@@ -142,6 +144,7 @@ def recipient_message(config: RecipientConfig) -> recipient_pb2.Recipient:
     doc = config.to_doc()
     doc.pop("create_time_ms")
     doc.pop("update_time_ms")
+    doc["pincode"] = ""  # write-only: never returned
     return recipient_pb2.Recipient(**doc, create_time=timestamp(config.create_time_ms),
                                    update_time=timestamp(config.update_time_ms))
 

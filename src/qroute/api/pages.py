@@ -18,7 +18,7 @@ def page(items: list, page_size: int, page_token: str, key=lambda item: item) ->
     after = ""
     if page_token:
         try:
-            after = base64.urlsafe_b64decode(page_token.encode()).decode()
+            after = base64.b64decode(page_token.encode(), altchars=b"-_", validate=True).decode()
         except (ValueError, UnicodeDecodeError):
             raise InvalidArgument.field("page_token", "is not a token this server gave") from None
     ordered = sorted(items, key=key)

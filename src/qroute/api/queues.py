@@ -7,7 +7,7 @@ import asyncio
 from google.protobuf import empty_pb2
 
 from qroute.api import convert
-from qroute.api.common import Servicer, mutation, stream, unary
+from qroute.api.common import Servicer, mutation, request_fields, stream, unary
 from qroute.api.pages import page
 from qroute.errors import InvalidArgument
 from qroute.v1 import queue_pb2, queue_pb2_grpc
@@ -19,7 +19,8 @@ DEFAULT_WATCH_MS = 1000
 class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
     @mutation
     async def CreateQueue(self, request, context, principal):
-        queue = self.floor(principal).create_queue(convert.queue_config(request.queue))
+        with request_fields("queue"):
+            queue = self.floor(principal).create_queue(convert.queue_config(request.queue))
         return convert.queue_message(queue.config)
 
     @unary
@@ -29,8 +30,10 @@ class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
     @mutation
     async def UpdateQueue(self, request, context, principal):
         floor = self.floor(principal)
-        changes = convert.queue_changes(request.queue, request.update_mask)
-        return convert.queue_message(floor.update_queue(request.queue.id, changes).config)
+        with request_fields("queue"):
+            changes = convert.queue_changes(request.queue, request.update_mask)
+            queue = floor.update_queue(request.queue.id, changes)
+        return convert.queue_message(queue.config)
 
     @mutation
     async def DeleteQueue(self, request, context, principal):
@@ -54,10 +57,11 @@ class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
     @unary
     async def BatchGetQueueStatus(self, request, context, principal):
         floor = self.floor(principal)
-        for queue_id in request.queue_ids:
+        queue_ids = list(request.queue_ids) or sorted(floor.queues)  # none named: every queue
+        for queue_id in queue_ids:
             floor.queue(queue_id)
         return queue_pb2.BatchGetQueueStatusResponse(
-            statuses={queue_id: self._status(floor, queue_id) for queue_id in request.queue_ids})
+            statuses={queue_id: self._status(floor, queue_id) for queue_id in queue_ids})
 
     @stream
     async def WatchQueueStatus(self, request, context, principal):
@@ -66,12 +70,12 @@ class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
         interval = request.interval_ms or DEFAULT_WATCH_MS
         if interval < MIN_WATCH_MS:
             raise InvalidArgument.field("interval_ms", f"must be >= {MIN_WATCH_MS} (or 0 for {DEFAULT_WATCH_MS})")
-        queue_ids = list(request.queue_ids) or sorted(floor.queues)
-        for queue_id in queue_ids:
+        named = list(request.queue_ids)
+        for queue_id in named:
             floor.queue(queue_id)
         last: dict[str, queue_pb2.QueueStatus] = {}
         while True:
-            for queue_id in queue_ids:
+            for queue_id in named or sorted(floor.queues):  # none named: every queue, new ones too
                 if queue_id not in floor.queues:
                     continue
                 status = self._status(floor, queue_id)

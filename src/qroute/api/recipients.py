@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 
+import grpc
 from google.protobuf import empty_pb2
 
 from qroute.api import convert
-from qroute.api.common import Servicer, mutation, unary
+from qroute.api.common import Servicer, mutation, request_fields, unary
 from qroute.api.errors import abort, status_of
 from qroute.api.pages import page
 from qroute.domain.enums import EventSource, OfferOutcome
@@ -18,6 +19,7 @@ from qroute.v1 import recipient_pb2, recipient_pb2_grpc
 
 log = logging.getLogger("qroute.api.agent")
 _CLOSED = object()
+_REPLACED = object()  # another desktop connected for the same recipient
 OUTBOX_LIMIT = 1000  # events queued for one desktop before it counts as gone
 
 
@@ -26,9 +28,14 @@ def source(value: int) -> EventSource:
 
 
 class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
+    def __init__(self, node) -> None:
+        super().__init__(node)
+        self._desktops: dict[tuple[str, str], asyncio.Queue] = {}  # (account, recipient) -> outbox
+
     @mutation
     async def CreateRecipient(self, request, context, principal):
-        recipient = self.floor(principal).create_recipient(convert.recipient_config(request.recipient))
+        with request_fields("recipient"):
+            recipient = self.floor(principal).create_recipient(convert.recipient_config(request.recipient))
         return convert.recipient_message(recipient.config)
 
     @unary
@@ -37,8 +44,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
 
     @mutation
     async def UpdateRecipient(self, request, context, principal):
-        changes = convert.recipient_changes(request.recipient, request.update_mask)
-        recipient = self.floor(principal).update_recipient(request.recipient.id, changes)
+        with request_fields("recipient"):
+            changes = convert.recipient_changes(request.recipient, request.update_mask)
+            recipient = self.floor(principal).update_recipient(request.recipient.id, changes)
         return convert.recipient_message(recipient.config)
 
     @mutation
@@ -113,8 +121,17 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             return
         outbox: asyncio.Queue = asyncio.Queue()
         detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox))
+        desktop = (floor.account_id, recipient_id)
+        older = self._desktops.get(desktop)
+        self._desktops[desktop] = outbox
+        if older is not None:  # one desktop per recipient: the newer takes over
+            older.put_nowait(_REPLACED)
         outbox.put_nowait(recipient_pb2.AgentEvent(
             correlation=first.command_id, state_changed=self._status(floor, recipient_id)))
+        ringing = floor.recipients[recipient_id].offer
+        if ringing is not None:  # a desktop taking over learns what rings now
+            outbox.put_nowait(self._offer_event(floor, ringing.id, ringing.session, ringing.ring_timeout_ms,
+                                                floor.clock.now_ms()))
         reader = asyncio.get_running_loop().create_task(
             self._read_commands(floor, recipient_id, request_iterator, outbox))
         try:
@@ -122,12 +139,17 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 message = await outbox.get()
                 if message is _CLOSED:
                     break
+                if message is _REPLACED:
+                    await context.abort(grpc.StatusCode.ABORTED,
+                                        f"another desktop connected for recipient {recipient_id}")
                 yield message
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             detach()
+            if self._desktops.get(desktop) is outbox:
+                del self._desktops[desktop]
             if recipient_id in floor.recipients and not floor.agent_attached(recipient_id):
                 floor.miss(recipient_id)
                 await self.node.journal.durable()
@@ -148,9 +170,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             session = floor.sessions.get(data["session_id"])
             if session is None:
                 return None
-            return recipient_pb2.AgentEvent(time=stamp, offer=recipient_pb2.AgentEvent.Offer(
-                offer_id=data["offer_id"], session=convert.session_message(floor, session, event.time_ms),
-                ring_timeout_ms=data["ring_timeout_ms"], callback=data.get("callback", False)))
+            return self._offer_event(floor, data["offer_id"], session, data["ring_timeout_ms"], event.time_ms)
         if event.type in ("recipient.offer_cancelled", "recipient.missed"):
             reason = (OfferOutcome.MISSED if event.type == "recipient.missed"
                       else OfferOutcome[data["reason"].upper()] if data["reason"].upper() in OfferOutcome.__members__
@@ -161,6 +181,12 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             return recipient_pb2.AgentEvent(time=stamp, state_changed=self._status(floor, event.entity_id))
         return None
 
+    @staticmethod
+    def _offer_event(floor, offer_id: str, session, ring_timeout_ms: int, time_ms: int):
+        return recipient_pb2.AgentEvent(time=convert.timestamp(time_ms), offer=recipient_pb2.AgentEvent.Offer(
+            offer_id=offer_id, session=convert.session_message(floor, session, time_ms),
+            ring_timeout_ms=ring_timeout_ms, callback=session.callback))
+
     async def _read_commands(self, floor, recipient_id, request_iterator, outbox) -> None:
         try:
             async for command in request_iterator:
@@ -169,7 +195,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                     await self.node.journal.durable()
                     reply = recipient_pb2.AgentEvent(correlation=command.command_id,
                                                      state_changed=self._status(floor, recipient_id))
-                except QrouteError as exc:
+                except Exception as exc:  # answered like the unary twin: a bug is a bare INTERNAL
+                    if not isinstance(exc, QrouteError):
+                        log.exception("internal error in an agent command of %s", recipient_id)
                     code, message = status_of(exc)
                     reply = recipient_pb2.AgentEvent(correlation=command.command_id,
                                                      error=recipient_pb2.AgentEvent.Error(

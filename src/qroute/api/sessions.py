@@ -101,9 +101,13 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
             for queue_id in queue_ids:
                 chosen.extend(floor.waiting_sessions(queue_id))
         wanted = set(queue_ids)
+        # no states named: the live ones (ENDED only when asked for)
+        others = states or {SessionState.OFFERING, SessionState.CONNECTED}
+        candidates = list(floor.sessions.values())
+        if SessionState.ENDED in others:
+            candidates.extend(floor.ended.values())
         chosen.extend(sorted(
-            (s for s in list(floor.sessions.values()) + list(floor.ended.values())
-             if s.queue_id in wanted and s.state != SessionState.WAITING and (not states or s.state in states)),
+            (s for s in candidates if s.queue_id in wanted and s.state != SessionState.WAITING and s.state in others),
             key=lambda s: (s.state, s.entered_at_ms, s.seq)))
         start = _offset(request.page_token)
         size = min(request.page_size or 100, 1000)

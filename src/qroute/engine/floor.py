@@ -63,6 +63,8 @@ class Floor:
         self.recipients: dict[str, LiveRecipient] = {}
         self.sessions: dict[str, LiveSession] = {}  # not ended
         self.ended: OrderedDict[str, LiveSession] = OrderedDict()
+        # ids of offers that stopped ringing: answering one is FAILED_PRECONDITION, an unknown id NOT_FOUND
+        self.closed_offers: OrderedDict[str, None] = OrderedDict()
         self.offers: dict[str, Offer] = {}
         self._queue_at: dict[int, LiveQueue] = {}
         self._recipient_at: dict[int, LiveRecipient] = {}
@@ -108,10 +110,9 @@ class Floor:
         now = self.clock.now_ms()
         if not config.id:
             config = dataclasses.replace(config, id=uuid.uuid4().hex)
-        validated(config)
+        self._validated_queue(config)
         if config.id in self.queues:
             raise AlreadyExists(f"queue {config.id} already exists")
-        self._check_redirect(config)
         config = dataclasses.replace(config, create_time_ms=now, update_time_ms=now)
         queue = LiveQueue(config, self._queue_handles.take())
         self._configure_dispatcher_queue(queue)
@@ -127,9 +128,8 @@ class Floor:
         for fixed in ("id", "create_time_ms", "update_time_ms"):
             if fixed in changes:
                 raise InvalidArgument.field(fixed.removesuffix("_ms"), "cannot be changed")
-        config = validated(dataclasses.replace(queue.config, **changes,
-                                               update_time_ms=self.clock.now_ms()))
-        self._check_redirect(config)
+        config = self._validated_queue(dataclasses.replace(queue.config, **changes,
+                                                           update_time_ms=self.clock.now_ms()))
         queue.config = config
         self._configure_dispatcher_queue(queue)
         self._emit("queue.updated", queue_id, config=config.to_doc())
@@ -185,15 +185,21 @@ class Floor:
         return members
 
     def remove_members(self, queue_id: str, recipient_ids: Iterable[str]) -> list[str]:
+        """Remove members (ids that are not members are ignored); returns those
+        removed. What rings at one of them for this queue is withdrawn, back
+        to its place in line; a connected call goes on."""
         queue = self.queue(queue_id)
-        recipient_ids = list(recipient_ids)
-        missing = [(f"recipient_ids[{i}]", f"{rid} is not a member of queue {queue_id}")
-                   for i, rid in enumerate(recipient_ids) if rid not in queue.members]
-        if missing:
-            raise InvalidArgument(*missing)
-        for recipient_id in dict.fromkeys(recipient_ids):
-            self._drop_member(queue, self.recipients[recipient_id])
-        return recipient_ids
+        removed = [rid for rid in dict.fromkeys(recipient_ids) if rid in queue.members]
+        now = self.clock.now_ms()
+        for recipient_id in removed:
+            recipient = self.recipients[recipient_id]
+            if recipient.offer is not None and recipient.offer.queue_id == queue_id:
+                self._withdraw_offer(recipient, "member_removed", now)
+                self._sync_state(recipient, now, EventSource.API, "member_removed")
+            self._drop_member(queue, recipient)
+        if removed:
+            self._changed()
+        return removed
 
     def _drop_member(self, queue: LiveQueue, recipient: LiveRecipient) -> None:
         self.dispatcher.remove_member(queue.handle, recipient.handle)
@@ -202,9 +208,16 @@ class Floor:
         recipient.away_queues.discard(queue.id)
         self._emit("queue.member_removed", queue.id, recipient_id=recipient.id)
 
-    def _check_redirect(self, config: QueueConfig) -> None:
-        if config.timeout_redirect and config.timeout_redirect not in self.queues:
-            raise InvalidArgument.field("timeout_redirect", f"unknown queue {config.timeout_redirect}")
+    def _validated_queue(self, config: QueueConfig) -> QueueConfig:
+        """``config`` if valid here, else InvalidArgument naming every bad field
+        (the bounds, and a timeout_redirect naming no queue of the account)."""
+        found = config.problems()
+        if (config.timeout_redirect and config.timeout_redirect != config.id
+                and config.timeout_redirect not in self.queues):
+            found.append(("timeout_redirect", f"unknown queue {config.timeout_redirect}"))
+        if found:
+            raise InvalidArgument(*found)
+        return config
 
     def _configure_dispatcher_queue(self, queue: LiveQueue) -> None:
         config = queue.config
@@ -366,6 +379,7 @@ class Floor:
         queue = self.queues[session.queue_id]
         cancelled = self.dispatcher.accept(session.handle, recipient.handle, now)
         del self.offers[offer_id]
+        self._remember_closed(offer_id)
         session.offers.pop(offer_id)
         recipient.offer = None
         recipient.session = session
@@ -741,8 +755,14 @@ class Floor:
                    offer_id=offer.id, queue_id=offer.queue_id, reason=lower_name(outcome))
         self._sync_state(recipient, now, EventSource.SYSTEM, lower_name(outcome))
 
+    def _remember_closed(self, offer_id: str) -> None:
+        self.closed_offers[offer_id] = None
+        if len(self.closed_offers) > RECENT_ENDED:
+            self.closed_offers.popitem(last=False)
+
     def _close_offer(self, offer: Offer, now: int) -> None:
         self.offers.pop(offer.id, None)
+        self._remember_closed(offer.id)
         offer.session.offers.pop(offer.id, None)
         offer.recipient.offer = None
 
@@ -757,6 +777,8 @@ class Floor:
     def _ringing_offer(self, offer_id: str, recipient_id: str) -> Offer:
         offer = self.offers.get(offer_id)
         if offer is None:
+            if offer_id not in self.closed_offers:
+                raise NotFound(f"offer {offer_id} not found")
             raise FailedPrecondition(f"offer {offer_id} is not ringing (it was answered, cancelled or timed out)")
         if recipient_id and offer.recipient.id != recipient_id:
             raise FailedPrecondition(f"offer {offer_id} rings at another recipient")
