@@ -19,7 +19,7 @@ from qroute.keys import KeyRing, new_key
 from qroute.domain.config import Member, QueueConfig, RecipientConfig
 from qroute.engine import Engine, PassScheduler, SystemClock
 from qroute.errors import InvalidArgument, NotFound
-from qroute.events import Journal
+from qroute.events import Journal, state_ops
 from qroute.storage import DeleteApiKey, PutAccount, PutApiKey, SqliteStorage
 
 log = logging.getLogger("qroute.node")
@@ -44,7 +44,7 @@ class Node:
         self.name = name or socket.gethostname()
         self.clock = clock or SystemClock()
         self.storage = SqliteStorage(self.data_dir / DATABASE_FILE, synchronous=synchronous)
-        self.journal = Journal(self.storage)
+        self.journal = Journal(self.storage, op_sources=[state_ops])
         self.engine = Engine(self.clock, sink=self.journal.publish, dispatcher_cls=dispatcher_cls)
         self.scheduler = PassScheduler(self.engine, on_error=lambda exc: log.exception(
             "dispatch pass failed", exc_info=exc))

@@ -2,5 +2,6 @@
 through storage, and hands it to subscribers."""
 
 from qroute.events.journal import Journal
+from qroute.events.state import state_ops
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "state_ops"]

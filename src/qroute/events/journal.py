@@ -1,5 +1,6 @@
 """Each event gets its account's next sequence, is written to storage with
-the state change it records, and is handed to live listeners.
+the state changes it stands for (from the op sources), and is handed to live
+listeners.
 
 Storage is written from events, so a change is durable exactly when its
 event is: the engine never talks to storage itself.
@@ -12,33 +13,10 @@ import json
 from collections.abc import Callable
 
 from qroute.domain.events import DomainEvent
-from qroute.storage import (
-    AppendEvents,
-    DeleteConfig,
-    DeleteMembership,
-    Op,
-    PutConfig,
-    PutMembership,
-    Storage,
-)
+from qroute.storage import AppendEvents, Op, Storage
 
 Listener = Callable[[DomainEvent], None]
-
-
-def state_ops(event: DomainEvent) -> list[Op]:
-    """The storage changes an event stands for (configuration, for now)."""
-    account, kind, entity_id = event.account_id, event.type.partition(".")[0], event.entity_id
-    action = event.type.partition(".")[2]
-    if action in ("created", "updated") and kind in ("queue", "recipient"):
-        return [PutConfig(account, kind, entity_id, event.data["config"])]
-    if action == "deleted" and kind in ("queue", "recipient"):
-        return [DeleteConfig(account, kind, entity_id)]
-    if event.type == "queue.member_added":
-        doc = {"tier": event.data["tier"], "weight": event.data["weight"]}
-        return [PutMembership(account, entity_id, event.data["recipient_id"], doc)]
-    if event.type == "queue.member_removed":
-        return [DeleteMembership(account, entity_id, event.data["recipient_id"])]
-    return []
+OpSource = Callable[[DomainEvent], list[Op]]
 
 
 def encode(event: DomainEvent) -> bytes:
@@ -49,9 +27,13 @@ class Journal:
     """The engine's event sink. ``durable()`` waits until every event
     published so far (and the state it records) is committed."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, op_sources: list[OpSource] | None = None) -> None:
         self.storage = storage
         self.sequences: dict[str, int] = {}
+        # Each source turns an event into the storage changes it stands for;
+        # they commit in the same transaction as the event itself.
+        self.op_sources: list[OpSource] = list(op_sources or [])
+        # Called with each event as it is sequenced (subscribers, agent desktops...).
         self.listeners: list[Listener] = []
         self._pending: list[DomainEvent] = []
         self._last_write: asyncio.Future | None = None
@@ -76,7 +58,8 @@ class Journal:
         events, self._pending = self._pending, []
         ops: list[Op] = []
         for event in events:
-            ops.extend(state_ops(event))
+            for source in self.op_sources:
+                ops.extend(source(event))
         ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, e.entity.name.lower(), e.entity_id,
                                   encode(e)) for e in events]))
         self._last_write = self.storage.write(*ops)
