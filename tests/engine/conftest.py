@@ -58,6 +58,9 @@ class Center:
             assert len(queue.line) == len(waiting)
             assert queue.offering == len(offering)
             assert floor.dispatcher.waiting_count(queue.handle) == len(waiting)
+            version, serving = queue.serving
+            if version == floor._staffing:  # the EWT's cached count must equal a recount
+                assert serving == sum(1 for rid in queue.members if floor._serving(floor.recipients[rid], queue.id))
             assert [key[3] for key in queue.line] == [
                 floor._session_at[h].id for h in floor.dispatcher.queue_order(queue.handle)]
         for recipient in floor.recipients.values():

@@ -74,6 +74,7 @@ class Floor:
         self._session_handles = HandlePool()
         self._skill_index: dict[str, int] = {}
         self._seq = 0
+        self._staffing = 0  # bumped whenever who serves which queue may have changed
         self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self.pass_requested = False
 
@@ -102,6 +103,7 @@ class Floor:
             return  # a membership outliving its queue or recipient: nothing to route
         self.dispatcher.add_member(queue.handle, recipient.handle, member.tier)
         queue.members[member.recipient_id] = member
+        self._staffing += 1
         recipient.queues.add(queue_id)
 
     # ================================================================ queues
@@ -178,6 +180,7 @@ class Floor:
             if member.recipient_id not in queue.members and queue_id in recipient.away_queues:
                 recipient.away_queues.discard(queue_id)
             queue.members[member.recipient_id] = member
+            self._staffing += 1
             recipient.queues.add(queue_id)
             self._emit("queue.member_added", queue_id, recipient_id=member.recipient_id,
                        tier=member.tier, weight=member.weight)
@@ -204,6 +207,7 @@ class Floor:
     def _drop_member(self, queue: LiveQueue, recipient: LiveRecipient) -> None:
         self.dispatcher.remove_member(queue.handle, recipient.handle)
         del queue.members[recipient.id]
+        self._staffing += 1
         recipient.queues.discard(queue.id)
         recipient.away_queues.discard(queue.id)
         self._emit("queue.member_removed", queue.id, recipient_id=recipient.id)
@@ -300,6 +304,7 @@ class Floor:
             return recipient
         now = self.clock.now_ms()
         recipient.logged_in = True
+        self._staffing += 1
         recipient.availability = Availability.READY if ready else Availability.AWAY
         recipient.unavailable_code = ""
         recipient.forced_by = ""
@@ -325,7 +330,9 @@ class Floor:
             self.dispatcher.end_wrapup(recipient.handle, now)
             self._finish_wrapup(recipient, now)
         recipient.logged_in = False
+        self._staffing += 1
         recipient.availability = Availability.AWAY
+        self._staffing += 1
         recipient.unavailable_code = ""
         self.dispatcher.set_ready(recipient.handle, False, now)
         self._emit("recipient.logged_out", recipient_id, previous_state=lower_name(previous),
@@ -360,11 +367,13 @@ class Floor:
         if queue_id:
             ready = availability == Availability.READY
             (recipient.away_queues.discard if ready else recipient.away_queues.add)(queue_id)
+            self._staffing += 1
             self.dispatcher.set_member_ready(self.queues[queue_id].handle, recipient.handle, ready)
             self._emit_state(recipient, recipient.state, now, source, "queue_availability",
                              queue_id=queue_id, availability=lower_name(availability))
         else:
             recipient.availability = availability
+            self._staffing += 1
             recipient.unavailable_code = unavailable_code if availability == Availability.AWAY else ""
             recipient.forced_by = forced_by if availability == Availability.AWAY else ""
             self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
@@ -768,6 +777,7 @@ class Floor:
 
     def _force_away(self, recipient: LiveRecipient, code: str, now: int, already_unready: bool = False) -> None:
         recipient.availability = Availability.AWAY
+        self._staffing += 1
         recipient.unavailable_code = code
         recipient.forced_by = code
         if not already_unready:
@@ -874,7 +884,10 @@ class Floor:
 
     def _estimate(self, queue: LiveQueue, ahead: int) -> int:
         free = self.dispatcher.eligible_count(queue.handle)
-        serving = sum(1 for rid in queue.members if self._serving(self.recipients[rid], queue.id))
+        version, serving = queue.serving
+        if version != self._staffing:
+            serving = sum(1 for rid in queue.members if self._serving(self.recipients[rid], queue.id))
+            queue.serving = (self._staffing, serving)
         return queue.rate.estimate_ms(ahead, free, serving)
 
     def _serving(self, recipient: LiveRecipient, queue_id: str) -> bool:

@@ -50,6 +50,7 @@ class LiveQueue:
     priorities: dict[int, int] = field(default_factory=dict)  # priority -> waiting count
     counters: QueueCounters = field(default_factory=QueueCounters)
     rate: ServiceRate = field(default_factory=ServiceRate)
+    serving: tuple[int, int] = (-1, 0)  # (staffing version, recipients serving it) for the EWT
 
     @property
     def id(self) -> str:
