@@ -309,16 +309,35 @@ def test_deleting_things_in_use(center):
     center.check()
 
 
-def test_a_busy_recipient_cannot_be_deleted_or_log_out(center):
-    center.queue()
+def test_a_busy_recipient_cannot_be_deleted_and_logs_out_when_the_call_ends(center):
+    center.queue(agent_wrapup_time=30)
     center.agent("alice", "q")
-    center.call()
+    session = center.call()
     center.tick()
     center.answer("alice")
     with pytest.raises(FailedPrecondition):
         center.floor.delete_recipient("alice")
-    with pytest.raises(FailedPrecondition):
-        center.floor.logout("alice")
+    center.floor.logout("alice")
+    assert center.state("alice") == "BUSY"
+    center.call()
+    center.tick()
+    assert center.floor.recipients["alice"].offer is None  # takes nothing more
+    center.floor.hangup(session.id)
+    assert center.state("alice") == "LOGGED_OUT"  # at once: no wrap-up
+    assert center.of("recipient.logged_out")[-1].data["previous_state"] == "busy"
+    center.check()
+
+
+def test_logging_in_again_mid_call_cancels_the_pending_logout(center):
+    center.queue()
+    center.agent("alice", "q")
+    session = center.call()
+    center.tick()
+    center.answer("alice")
+    center.floor.logout("alice")
+    center.floor.login("alice")
+    center.floor.hangup(session.id)
+    assert center.state("alice") == "AWAY"
 
 
 def test_logout_while_ringing_puts_the_caller_back(center):

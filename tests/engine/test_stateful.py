@@ -48,10 +48,9 @@ def stateful_for(impl):
 
         @rule(agent=st.sampled_from(AGENTS))
         def logout(self, agent):
-            try:
-                self.c.floor.logout(agent)
-            except QrouteError:
-                assert self.c.floor.recipients[agent].session is not None
+            self.c.floor.logout(agent)
+            recipient = self.c.floor.recipients[agent]
+            assert recipient.logged_in == (recipient.session is not None)
 
         @rule(agent=st.sampled_from(AGENTS), ready=st.booleans(), queue=st.sampled_from(["", *QUEUES]))
         def availability(self, agent, ready, queue):

@@ -157,7 +157,17 @@ def recipient_status_message(status: dict[str, Any]) -> recipient_pb2.RecipientS
         idle_since=timestamp(status["idle_since_ms"]), calls_taken=status["calls_taken"],
         consecutive_misses=status["consecutive_misses"], availability=int(status["availability"]),
         state_since=timestamp(status["state_since_ms"]), current_offer_id=status["current_offer_id"],
-        wrapup_until=timestamp(status["wrapup_until_ms"]))
+        wrapup_until=timestamp(status["wrapup_until_ms"]),
+        forced_by=FORCE_REASONS.get(status["forced_by"], 0))
+
+
+FORCE_REASONS = {  # the engine's force codes -> ForceReason
+    "bounced": common_pb2.FORCE_REASON_BOUNCED_CALL_LIMIT,
+    "rejected": common_pb2.FORCE_REASON_REJECT,
+    "dnd": common_pb2.FORCE_REASON_DND,
+    "personal_call": common_pb2.FORCE_REASON_PERSONAL_CALL,
+    "not_reachable": common_pb2.FORCE_REASON_NOT_REACHABLE,
+}
 
 
 def availability(value: int, field: str = "availability") -> Availability:

@@ -301,6 +301,9 @@ class Floor:
         """Log in, AWAY (as in Qubicle) unless ``ready``. Logging in again changes nothing."""
         recipient = self.recipient(recipient_id)
         if recipient.logged_in:
+            if recipient.logout_pending is not None:  # changed its mind before the call ended
+                recipient.logout_pending = None
+                self._sync_state(recipient, self.clock.now_ms(), source, "logout_cancelled", force=True)
             return recipient
         now = self.clock.now_ms()
         recipient.logged_in = True
@@ -317,29 +320,40 @@ class Floor:
 
     def logout(self, recipient_id: str, source: EventSource = EventSource.API,
                forced_by: str = "") -> LiveRecipient:
+        """Log out. A ringing offer is withdrawn; on a call, the recipient takes
+        nothing more and is logged out when the call ends (no wrap-up)."""
         recipient = self.recipient(recipient_id)
         if not recipient.logged_in:
             return recipient
-        if recipient.session is not None:
-            raise FailedPrecondition(f"recipient {recipient_id} is on a call; hang up first")
         now = self.clock.now_ms()
+        if recipient.session is not None:
+            recipient.logout_pending = (source, forced_by)
+            recipient.availability = Availability.AWAY
+            self._staffing += 1
+            self.dispatcher.set_ready(recipient.handle, False, now)
+            self._sync_state(recipient, now, source, "logout_pending", force=True)
+            self._changed()
+            return recipient
+        self._log_out(recipient, now, source, forced_by)
+        self._changed()
+        return recipient
+
+    def _log_out(self, recipient: LiveRecipient, now: int, source: EventSource, forced_by: str) -> None:
         previous = recipient.state
+        recipient.logout_pending = None
         if recipient.offer is not None:
             self._withdraw_offer(recipient, "logged_out", now)
         if recipient.in_wrapup:
             self.dispatcher.end_wrapup(recipient.handle, now)
             self._finish_wrapup(recipient, now)
         recipient.logged_in = False
-        self._staffing += 1
         recipient.availability = Availability.AWAY
         self._staffing += 1
         recipient.unavailable_code = ""
         self.dispatcher.set_ready(recipient.handle, False, now)
-        self._emit("recipient.logged_out", recipient_id, previous_state=lower_name(previous),
+        self._emit("recipient.logged_out", recipient.id, previous_state=lower_name(previous),
                    source=lower_name(source), forced_by=forced_by)
         self._sync_state(recipient, now, source, "logout")
-        self._changed()
-        return recipient
 
     def set_availability(self, recipient_id: str, availability: Availability, queue_id: str = "",
                          unavailable_code: str = "", source: EventSource = EventSource.API,
@@ -703,6 +717,11 @@ class Floor:
         if queue is not None:
             queue.rate.record_handled(talk_ms, wrapup_ms)
         if recipient is None:
+            return
+        if recipient.logout_pending is not None:
+            self.dispatcher.hangup(recipient.handle, now, 0)  # leaving: no wrap-up
+            recipient.session = None
+            self._log_out(recipient, now, *recipient.logout_pending)
             return
         self.dispatcher.hangup(recipient.handle, now, wrapup_ms)
         recipient.session = None

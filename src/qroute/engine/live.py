@@ -81,6 +81,7 @@ class LiveRecipient:
     session: LiveSession | None = None  # the connected call
     wrapup_session_id: str = ""
     in_wrapup: bool = False
+    logout_pending: tuple | None = None  # (source, forced_by) of a logout waiting for the call to end
     wrapup_until_ms: int = 0
     state: RecipientState = RecipientState.LOGGED_OUT
     state_since_ms: int = 0
