@@ -398,7 +398,7 @@ class Dispatcher:
         if wrapup_ms:
             recipient.state = WRAPUP
             recipient.wrapup_until = now_ms + wrapup_ms
-            heapq.heappush(self._wrapup_heap, (recipient.wrapup_until, r))
+            heapq.heappush(self._wrapup_heap, (recipient.wrapup_until, recipient.handle))
         else:
             self._free(recipient, now_ms, now_ms)
 
@@ -452,7 +452,7 @@ class Dispatcher:
             self._reqset_items.append(items)
         session = _Session()
         session.handle = s
-        session.queue = q
+        session.queue = queue.handle  # not q: 1.0 finds queue 1 but must not be reported
         session.priority = priority
         session.entered_at = entered_at_ms
         session.seq = seq
