@@ -63,6 +63,142 @@ def _bench_core(args: argparse.Namespace) -> int | None:
     return core.run(args)
 
 
+# ------------------------------------------------------------------- bench e2e
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="HOST:PORT",
+                        help="a running server (default: start one on a temporary data dir)")
+    parser.add_argument("--admin-key", dest="admin_key", metavar="KEY",
+                        help="admin key of --target, to create the bench account (default $QROUTE_ADMIN_KEY)")
+    parser.add_argument("--server-pid", dest="server_pid", type=_positive_int, metavar="PID",
+                        help="process id of --target when it runs here: its CPU and memory are then reported")
+    parser.add_argument("--server-option", dest="server_options", action="append", metavar="OPTION",
+                        help="pass OPTION to the `qroute serve` the bench starts, e.g. "
+                             "--server-option=--sync=full (repeatable)")
+    parser.add_argument("--duration", type=_positive_float, default=30.0, metavar="SECONDS",
+                        help="length of the main phase (default %(default)s)")
+    parser.add_argument("--agents", type=_positive_int, default=2000, help="agent desktops (default %(default)s)")
+    parser.add_argument("--calls-per-second", dest="calls_per_second", type=_positive_float, metavar="R",
+                        help="Poisson arrivals at R callers/s (default: as fast as the server takes them)")
+    parser.add_argument("--ring-ms", dest="ring_ms", type=_non_negative_int, default=10,
+                        help="an agent accepts an offer after it rang this long (default %(default)s)")
+    parser.add_argument("--talk-ms", dest="talk_ms", type=_non_negative_int, default=500,
+                        help="talk time of every call (default %(default)s)")
+    parser.add_argument("--wrapup-ms", dest="wrapup_ms", type=_non_negative_int, default=10,
+                        help="wrap-up before the agent finishes it (default %(default)s)")
+    parser.add_argument("--subscribers", type=_non_negative_int, default=0,
+                        help="event subscriptions held during the main phase (default %(default)s)")
+    parser.add_argument("--enqueue", choices=("stream", "unary"), default="stream",
+                        help="callers arrive through EnqueueStream or Enqueue (default %(default)s)")
+    parser.add_argument("--hold", type=_non_negative_int, default=0, metavar="N",
+                        help="park N more waiting sessions in a queue nobody serves (default %(default)s)")
+    parser.add_argument("--latency-rate", dest="latency_rate", type=_positive_float, default=100.0, metavar="R",
+                        help="after the main phase, callers at R/s for the enqueue→offer latency with agents "
+                             "free (default %(default)s)")
+    parser.add_argument("--latency-seconds", dest="latency_seconds", type=float, default=5.0, metavar="SECONDS",
+                        help="length of that phase; 0 skips it (default %(default)s)")
+    probes = parser.add_argument_group("probes and pacing")
+    probes.add_argument("--rounds", type=_positive_int, default=3,
+                        help="interleaved rounds of the ceiling and enqueue probes (default %(default)s)")
+    probes.add_argument("--probe-seconds", dest="probe_seconds", type=_positive_float, default=2.0,
+                        help="measured length of each probe (default %(default)s)")
+    probes.add_argument("--concurrency", type=_positive_int, default=16,
+                        help="unary calls in flight, bare and qroute alike (default %(default)s)")
+    probes.add_argument("--window", type=_positive_int, default=256,
+                        help="outstanding stream messages, bare and qroute alike (default %(default)s)")
+    probes.add_argument("--max-waiting", dest="max_waiting", type=_positive_int, default=64,
+                        help="without --calls-per-second: callers waiting for an offer at most "
+                             "(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="arrivals seed (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _bench_e2e(args: argparse.Namespace) -> int | None:
+    from qroute.bench import e2e
+
+    return e2e.run(args)
+
+
+# -------------------------------------------------------------------- simulate
+
+def _agents_range(text: str) -> list[int]:
+    from qroute.simulate import agent_range
+
+    return agent_range(text)
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agents", type=_agents_range, default=[10], metavar="N|A-B[:STEP]",
+                        help="agents, or a range of staffing levels (default 10)")
+    parser.add_argument("--calls-per-hour", dest="calls_per_hour", type=_positive_float, default=160.0,
+                        metavar="R", help="Poisson arrivals (default %(default)s)")
+    parser.add_argument("--aht", type=_positive_float, default=180.0, metavar="SECONDS",
+                        help="average handle (talk) time (default %(default)s)")
+    parser.add_argument("--handle", default="exponential", metavar="DIST",
+                        help="handle-time distribution: exponential, constant, lognormal:CV, or file:PATH "
+                             "of observed handle times in seconds (default %(default)s)")
+    parser.add_argument("--calls", type=_positive_int, default=100_000, help="callers (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    parser.add_argument("--sl-threshold", dest="sl_threshold", type=float, default=20.0, metavar="SECONDS",
+                        help="service level: answered within this wait (default %(default)s)")
+    parser.add_argument("--patience", type=_positive_float, metavar="SECONDS",
+                        help="mean (exponential) time before a waiting caller hangs up (default: never)")
+    parser.add_argument("--wrapup", type=_non_negative_int, default=0, metavar="SECONDS",
+                        help="wrap-up after every call (default %(default)s)")
+    parser.add_argument("--queues", type=_positive_int, default=1, help="queues sharing the calls (default 1)")
+    parser.add_argument("--agent-queues", dest="agent_queues", type=_non_negative_int, default=0, metavar="K",
+                        help="queues each agent serves (default 0: all)")
+    parser.add_argument("--skills", type=_non_negative_int, default=0,
+                        help="each call needs one of this many skills (default 0: none)")
+    parser.add_argument("--agent-skills", dest="agent_skills", type=_non_negative_int, default=0, metavar="K",
+                        help="skills each agent has (default 0: all)")
+    parser.add_argument("--router", choices=ROUTERS, default="round_robin", help="the queues' router")
+    parser.add_argument("--queue-timeout", dest="queue_timeout", type=_positive_int, default=3600,
+                        metavar="SECONDS", help="the queues' timeout (default %(default)s)")
+    parser.add_argument("--warmup-calls", dest="warmup_calls", type=_non_negative_int, metavar="N",
+                        help="first calls left out of the figures (default 2%% of --calls)")
+    parser.add_argument("--json", metavar="FILE", help="write the figures to FILE (a list for a range)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="chart of service level and ASA against staffing (needs qroute[plot])")
+
+
+def _simulate(args: argparse.Namespace) -> int | None:
+    from qroute import simulate
+
+    return simulate.run(args)
+
+
+# ------------------------------------------------------------------------ demo
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", default="127.0.0.1:50051", metavar="HOST:PORT",
+                        help="address to serve gRPC on (default %(default)s)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="the SQLite data dir (default: a temporary one, removed at exit)")
+    parser.add_argument("--duration", type=_positive_float, default=60.0, metavar="SECONDS",
+                        help="how long calls flow on screen (default %(default)s)")
+    parser.add_argument("--agents", type=_positive_int, default=12, help="demo agents (default %(default)s)")
+    parser.add_argument("--calls-per-second", dest="calls_per_second", type=_positive_float, default=4.0,
+                        metavar="R", help="demo callers per second (default %(default)s)")
+    parser.add_argument("--exit", action="store_true",
+                        help="stop the server after the show instead of serving until Ctrl-C")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+
+
+def _demo(args: argparse.Namespace) -> int | None:
+    from qroute import demo
+
+    return demo.run(args)
+
+
 # ----------------------------------------------------------------- admin verbs
 
 ROUTERS = ("round_robin", "most_idle", "least_calls", "least_offers", "least_talk_time", "linear", "random",
@@ -216,17 +352,55 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--sync", choices=("normal", "full"), default="normal",
                         help="SQLite synchronous mode: full also survives power loss (default %(default)s)")
+    parser.add_argument("--no-durability", action="store_true",
+                        help="store nothing the engine does and answer without waiting for a commit "
+                             "(benchmarks only: a restart loses sessions, state and configuration changes)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    hooks = parser.add_argument_group("webhooks")
+    hooks.add_argument("--webhook-allow", dest="webhook_allow", type=_network, action="append", default=[],
+                       metavar="CIDR", help="let webhooks call this non-public network (loopback, private...), "
+                                            "e.g. 127.0.0.1/32 (repeatable; default: public addresses only)")
+    hooks.add_argument("--webhook-max-age", dest="webhook_max_age", type=_positive_int, default=86_400,
+                       metavar="SECONDS", help="stop retrying a delivery this long after its event "
+                                               "(default %(default)s)")
+    hooks.add_argument("--webhook-timeout", dest="webhook_timeout", type=_positive_int, default=10,
+                       metavar="SECONDS", help="time one delivery attempt may take (default %(default)s)")
+    events = parser.add_argument_group("event stream (EventService.Subscribe)")
+    events.add_argument("--event-retention-count", dest="event_retention_count", type=_non_negative_int,
+                        default=1_000_000, metavar="N",
+                        help="events kept per account for replays (0: no limit; default %(default)s)")
+    events.add_argument("--event-retention-hours", dest="event_retention_hours", type=_non_negative_int,
+                        default=168, metavar="HOURS",
+                        help="hours events are kept for replays (0: no limit; default %(default)s)")
+    events.add_argument("--event-buffer", dest="event_buffer", type=_positive_int, default=65_536, metavar="N",
+                        help="recent events kept in memory per account; a subscriber further behind is "
+                             "cut off and resumes (default %(default)s)")
+
+
+def _network(text: str):
+    from qroute.events.webhooks import parse_networks
+
+    try:
+        return parse_networks([text])[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _serve(args: argparse.Namespace) -> int | None:
     import logging
 
     from qroute import server
+    from qroute.events.bus import Retention
+    from qroute.events.webhooks import WebhookSettings
     from qroute.node import ADMIN_KEY_ENV, Node
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    node = Node(args.data_dir, synchronous=args.sync.upper())
+    webhooks = WebhookSettings(allow=tuple(args.webhook_allow), max_age_ms=args.webhook_max_age * 1000,
+                               timeout_s=float(args.webhook_timeout))
+    retention = Retention(count=args.event_retention_count, age_ms=args.event_retention_hours * 3_600_000,
+                          ring_size=args.event_buffer)
+    node = Node(args.data_dir, synchronous=args.sync.upper(), webhooks=webhooks,
+                durable=not args.no_durability, event_retention=retention)
 
     def ready(running) -> None:
         where = (f"in {running.node.admin_key_path}" if running.node.admin_key_path
@@ -274,7 +448,16 @@ COMMANDS: dict[str, Command | Group] = {
             "the dispatcher alone on the standard workload (full pass, incremental pass, "
             "churn, memory), compiled against reference in one process",
             _bench_core_arguments, _bench_core),
+        "e2e": Command(
+            "end to end over gRPC: agent desktops, callers and subscribers against a server, "
+            "with the bare grpc.aio ceiling measured in the same run",
+            _bench_e2e_arguments, _bench_e2e),
     }),
+    "simulate": Command("the real engine and dispatcher on a virtual clock: service level, ASA, "
+                        "P(wait), abandonment, occupancy and EWT error, against Erlang C",
+                        _simulate_arguments, _simulate),
+    "demo": Command("a server with a demo account, calls flowing live on screen, then how to connect",
+                    _demo_arguments, _demo),
 }
 
 

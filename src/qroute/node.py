@@ -6,11 +6,13 @@ Starting a node restores every account's configuration from storage.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import OrderedDict
 import os
 import secrets
 import socket
+import time
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,10 @@ from qroute.domain.config import Member, QueueConfig, RecipientConfig
 from qroute.engine import Engine, PassScheduler, SystemClock
 from qroute.errors import InvalidArgument, NotFound
 from qroute.events import Journal, state_ops
-from qroute.storage import DeleteApiKey, PutAccount, PutApiKey, SqliteStorage
+from qroute.events.bus import EventBus, Retention
+from qroute.events.state import LiveState, recipient_restore_args, session_restore_args
+from qroute.events.webhooks import Webhooks, WebhookSettings
+from qroute.storage import DeleteApiKey, DeleteLiveSession, PutAccount, PutApiKey, SqliteStorage
 
 log = logging.getLogger("qroute.node")
 
@@ -37,15 +42,40 @@ class AccountInfo:
     create_time_ms: int
 
 
+class _SkipWrites:
+    """The journal's storage with durability off: nothing is written, and
+    every write counts as acknowledged at once."""
+
+    def write(self, *ops):
+        return None
+
+
 class Node:
+    """``durable=False`` (``qroute serve --no-durability``, for benchmarks)
+    stores nothing the engine does (live state, events, and configuration
+    changes too) and answers mutations without waiting for a commit."""
+
     def __init__(self, data_dir: str | os.PathLike, *, synchronous: str = "NORMAL", clock=None,
-                 dispatcher_cls=None, admin_key: str | None = None, name: str | None = None) -> None:
+                 dispatcher_cls=None, admin_key: str | None = None, name: str | None = None,
+                 webhooks: WebhookSettings | None = None, durable: bool = True,
+                 event_retention: Retention | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.name = name or socket.gethostname()
         self.clock = clock or SystemClock()
         self.storage = SqliteStorage(self.data_dir / DATABASE_FILE, synchronous=synchronous)
-        self.journal = Journal(self.storage, op_sources=[state_ops])
+        self.durable = durable
+        # live sessions, recipient state, offers and history, stored from the events like the configuration
+        self.live_state = LiveState()
+        self.journal = Journal(self.storage if durable else _SkipWrites(),
+                               op_sources=[state_ops, self.live_state] if durable else [])
         self.engine = Engine(self.clock, sink=self.journal.publish, dispatcher_cls=dispatcher_cls)
+        # subscriptions: a ring of recent events per account, replay, retention of the stored log
+        self.events = EventBus(self.journal, self.storage, self.clock, event_retention)
+        # webhook deliveries: staged as events are published (first listener, so nothing can
+        # flush the event before), outbox rows committed with them
+        self.webhooks = Webhooks(self.storage, self.journal, self.engine, self.clock, webhooks)
+        self.journal.listeners.insert(0, self.webhooks.on_event)
+        self.journal.op_sources.append(self.webhooks.outbox_ops)
         self.scheduler = PassScheduler(self.engine, on_error=lambda exc: log.exception(
             "dispatch pass failed", exc_info=exc))
         self._admin_key = admin_key
@@ -72,10 +102,16 @@ class Node:
             self.engine.open_floor(account_id)
         self.journal.sequences.update(snapshot.max_event_sequence)
         self._restore_config(snapshot)
+        self.webhooks.restore(snapshot)
+        await self._restore_live(snapshot)
+        await self.webhooks.start()
         self.scheduler.start()
+        self.events.start()
 
     async def stop(self) -> None:
+        await self.events.stop()
         await self.scheduler.stop()
+        await self.webhooks.stop()
         await self.journal.durable()
         await self.storage.stop()
 
@@ -111,6 +147,50 @@ class Node:
             if floor is not None:
                 floor.restore_member(record.queue_id, Member(record.recipient_id, record.doc.get("tier", 1),
                                                              record.doc.get("weight", 0)))
+
+    async def _restore_live(self, snapshot) -> None:
+        """Live state as stored: recipients' login, availability and counters,
+        then sessions (their line order comes from entered_at and seq); then
+        each floor settles what the stop interrupted (``Floor.finish_restore``)."""
+        started = time.perf_counter()
+        # ~10^5 new objects would set off many full GC passes that find nothing to free
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            orphans = self._restore_floors(snapshot)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        if orphans:  # their account or queue is gone
+            log.warning("dropping %d stored sessions whose queue is gone", len(orphans))
+            await self.storage.write(*orphans)
+        if snapshot.live_sessions or snapshot.recipient_states:
+            log.info("restored %d live sessions and %d recipients' state in %.2f s",
+                     len(snapshot.live_sessions) - len(orphans), len(snapshot.recipient_states),
+                     time.perf_counter() - started)
+
+    def _restore_floors(self, snapshot) -> list[DeleteLiveSession]:
+        """Restores every floor's live state; returns the deletes of stored
+        sessions that have nowhere to go."""
+        floors = self.engine.floors
+        restored: dict[str, tuple[list, list]] = {account_id: ([], []) for account_id in floors}
+        for (account_id, recipient_id), doc in snapshot.recipient_states.items():
+            floor = floors.get(account_id)
+            if floor is not None and floor.restore_recipient_state(
+                    recipient_id, **recipient_restore_args(doc)) is not None:
+                restored[account_id][1].append((recipient_id, doc))
+        orphans = []
+        for record in snapshot.live_sessions:
+            floor = floors.get(record.account_id)
+            if floor is not None and floor.restore_session(
+                    record.session_id, **session_restore_args(record.doc)) is not None:
+                restored[record.account_id][0].append((record.session_id, record.doc))
+            else:
+                orphans.append(DeleteLiveSession(record.account_id, record.session_id))
+        for account_id, (sessions, recipients) in restored.items():
+            self.live_state.load(account_id, sessions, recipients)
+            floors[account_id].finish_restore()
+        return orphans
 
     # ------------------------------------------------------------- accounts
 

@@ -19,12 +19,18 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from qroute.api.accounts import AccountServicer
+from qroute.api.events import EventServicer, add_EventServiceServicer_to_server
 from qroute.api.queues import QueueServicer
 from qroute.api.recipients import RecipientServicer
+from qroute.api.reports import ReportServicer
 from qroute.api.sessions import SessionServicer
+from qroute.api.webhooks import WebhookServicer
 from qroute.node import Node
 from qroute.v1 import account_pb2, account_pb2_grpc, queue_pb2, queue_pb2_grpc, recipient_pb2
 from qroute.v1 import recipient_pb2_grpc, session_pb2, session_pb2_grpc
+from qroute.v1 import webhook_pb2, webhook_pb2_grpc
+from qroute.v1 import event_pb2
+from qroute.v1 import report_pb2, report_pb2_grpc
 
 log = logging.getLogger("qroute.server")
 
@@ -34,6 +40,9 @@ SERVICES = [
      RecipientServicer),
     (session_pb2, "SessionService", session_pb2_grpc.add_SessionServiceServicer_to_server, SessionServicer),
     (account_pb2, "AccountService", account_pb2_grpc.add_AccountServiceServicer_to_server, AccountServicer),
+    (webhook_pb2, "WebhookService", webhook_pb2_grpc.add_WebhookServiceServicer_to_server, WebhookServicer),
+    (event_pb2, "EventService", add_EventServiceServicer_to_server, EventServicer),
+    (report_pb2, "ReportService", report_pb2_grpc.add_ReportServiceServicer_to_server, ReportServicer),
 ]
 GRACE_SECONDS = 5.0
 
@@ -51,6 +60,7 @@ class Running:
 
     async def stop(self, grace: float = GRACE_SECONDS) -> None:
         await self.health.enter_graceful_shutdown()
+        self.node.events.close()  # event streams end now (UNAVAILABLE, with where to resume), not at the grace's end
         await self.server.stop(grace)
         await self.node.stop()
 

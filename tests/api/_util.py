@@ -27,8 +27,10 @@ RUN_TIMEOUT = 10.0  # seconds for one run's body
 class Api:
     """A server harness over ``data_dir`` (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, tls_cert: Path | None = None, tls_key: Path | None = None,
+                 **node_options) -> None:
         self.data_dir = data_dir
+        self.node_options = node_options  # passed to every Node this harness starts
         self.tls_cert, self.tls_key = tls_cert, tls_key  # serve TLS with them; clients trust the cert
         self.admin_key = new_key("admin")[1]
         self.account_id = ""
@@ -46,7 +48,8 @@ class Api:
     async def _run(self, body, timeout: float) -> None:
         loop_errors: list[dict] = []
         asyncio.get_running_loop().set_exception_handler(lambda loop, context: loop_errors.append(context))
-        self.running = await server.start(Node(self.data_dir, admin_key=self.admin_key, name="test-node"),
+        node = Node(self.data_dir, admin_key=self.admin_key, name="test-node", **self.node_options)
+        self.running = await server.start(node,
                                           "127.0.0.1:0", tls_cert=self.tls_cert and str(self.tls_cert),
                                           tls_key=self.tls_key and str(self.tls_key))
         self.port = self.running.port

@@ -30,7 +30,8 @@ class Servicer:
 
 
 def _passthrough(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError))
+    # GeneratorExit: grpc closes a streaming handler whose call is over (cancelled, server stopping)
+    return isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit))
 
 
 def unary(method):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 from google.protobuf import empty_pb2
 
 from qroute.api import convert
 from qroute.api.common import Servicer, mutation, request_fields, stream, unary
 from qroute.api.pages import page
+from qroute.domain.events import Entity
 from qroute.errors import InvalidArgument
 from qroute.v1 import queue_pb2, queue_pb2_grpc
 
@@ -65,27 +67,70 @@ class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
 
     @stream
     async def WatchQueueStatus(self, request, context, principal):
-        """A status of each queue now, then again every interval when it changed."""
+        """Each queue's status at once; then a queue's status again as soon
+        as an event touches it and the status changed, at most once per
+        interval per queue; and each interval for what time alone changes
+        (waits, estimates). Woken by the account's event stream: no polling
+        between intervals, nothing per event but a look at what it touches."""
         floor = self.floor(principal)
         interval = request.interval_ms or DEFAULT_WATCH_MS
         if interval < MIN_WATCH_MS:
             raise InvalidArgument.field("interval_ms", f"must be >= {MIN_WATCH_MS} (or 0 for {DEFAULT_WATCH_MS})")
-        named = list(request.queue_ids)
+        named = set(request.queue_ids)  # none named: every queue, new ones too
         for queue_id in named:
             floor.queue(queue_id)
-        last: dict[str, queue_pb2.QueueStatus] = {}
+        events = self.node.events.stream(floor.account_id)
+        loop = asyncio.get_running_loop()
+        period = interval / 1000
+        cursor = events.next_sequence
+        last: dict[str, queue_pb2.QueueStatus] = {}  # the last status sent, without its time
+        sent_at: dict[str, float] = {}
+        dirty: set[str] = set(named or floor.queues)  # queues whose status may have changed
+        next_sweep = loop.time() + period
         while True:
-            for queue_id in named or sorted(floor.queues):  # none named: every queue, new ones too
-                if queue_id not in floor.queues:
+            now = loop.time()
+            if now >= next_sweep:
+                dirty.update(named or floor.queues)
+                next_sweep = now + period
+            wake = next_sweep
+            for queue_id in sorted(dirty):
+                if queue_id not in floor.queues:  # deleted (or not created yet)
+                    dirty.discard(queue_id)
+                    last.pop(queue_id, None)
                     continue
+                due = sent_at.get(queue_id, -period) + period
+                if now < due:
+                    wake = min(wake, due)
+                    continue
+                dirty.discard(queue_id)
                 status = self._status(floor, queue_id)
                 compare = queue_pb2.QueueStatus()
                 compare.CopyFrom(status)
                 compare.ClearField("time")
                 if last.get(queue_id) != compare:
                     last[queue_id] = compare
+                    sent_at[queue_id] = now
                     yield status
-            await asyncio.sleep(interval / 1000)
+            await events.wait(cursor, max(0.0, wake - loop.time()))
+            if events.closed:
+                try:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down")
+                except grpc.aio.AbortError:
+                    raise
+                except Exception:  # the server stopped the call first
+                    return
+            if cursor < events.base:  # more events than the buffer holds went by
+                dirty.update(named or floor.queues)
+                cursor = events.base
+            end = events.next_sequence
+            for key in events.keys(cursor, end):
+                touched = key.queue_ids
+                if key.entity == Entity.RECIPIENT:  # its state counts in each of its queues
+                    recipient = floor.recipients.get(key.recipient_id)
+                    if recipient is not None:
+                        touched = (*touched, *recipient.queues)
+                dirty.update(q for q in touched if not named or q in named)
+            cursor = end
 
     @mutation
     async def AddMembers(self, request, context, principal):

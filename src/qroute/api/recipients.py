@@ -120,7 +120,8 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             await abort(context, exc)
             return
         outbox: asyncio.Queue = asyncio.Queue()
-        detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox))
+        muted = [False]  # true while this desktop's own command runs
+        detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox, muted))
         desktop = (floor.account_id, recipient_id)
         older = self._desktops.get(desktop)
         self._desktops[desktop] = outbox
@@ -133,7 +134,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             outbox.put_nowait(self._offer_event(floor, ringing.id, ringing.session, ringing.ring_timeout_ms,
                                                 floor.clock.now_ms()))
         reader = asyncio.get_running_loop().create_task(
-            self._read_commands(floor, recipient_id, request_iterator, outbox))
+            self._read_commands(floor, recipient_id, request_iterator, outbox, muted))
         try:
             while True:
                 message = await outbox.get()
@@ -154,7 +155,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 floor.miss(recipient_id)
                 await self.node.journal.durable()
 
-    def _forward(self, floor, event, outbox: asyncio.Queue) -> None:
+    def _forward(self, floor, event, outbox: asyncio.Queue, muted: list[bool]) -> None:
+        if muted[0] and event.type == "recipient.state_changed":
+            return  # caused by this desktop's own command: its reply carries the state
         message = self._agent_event(floor, event)
         if message is None:
             return
@@ -187,11 +190,15 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             offer_id=offer_id, session=convert.session_message(floor, session, time_ms),
             ring_timeout_ms=ring_timeout_ms, callback=session.callback))
 
-    async def _read_commands(self, floor, recipient_id, request_iterator, outbox) -> None:
+    async def _read_commands(self, floor, recipient_id, request_iterator, outbox, muted: list[bool]) -> None:
         try:
             async for command in request_iterator:
                 try:
-                    self._apply(floor, recipient_id, command)
+                    muted[0] = True
+                    try:
+                        self._apply(floor, recipient_id, command)
+                    finally:
+                        muted[0] = False
                     await self.node.journal.durable()
                     reply = recipient_pb2.AgentEvent(correlation=command.command_id,
                                                      state_changed=self._status(floor, recipient_id))

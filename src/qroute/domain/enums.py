@@ -66,6 +66,14 @@ class OfferOutcome(IntEnum):
     WITHDRAWN = 6
 
 
+# keyed by (enum, value): members of different IntEnums compare equal as ints
+_LOWER_NAMES: dict[tuple[type, int], str] = {}
+
+
 def lower_name(value: IntEnum) -> str:
     """``EndReason.TIMED_OUT`` -> ``"timed_out"``, the form events and records use."""
-    return value.name.lower()
+    key = (type(value), value)
+    name = _LOWER_NAMES.get(key)
+    if name is None:  # computed once per member: this runs for nearly every event
+        name = _LOWER_NAMES[key] = value.name.lower()
+    return name

@@ -1,6 +1,6 @@
 """Every event qroute emits, listed in one place.
 
-An event names its entity (session, queue or recipient) and that entity's id,
+An event names its entity (session, queue, recipient or webhook) and that entity's id,
 and carries the fields a wallboard needs to follow the change without asking
 for anything else. The event bus gives each one an account-wide ``sequence``.
 """
@@ -16,13 +16,15 @@ class Entity(IntEnum):
     SESSION = 1
     QUEUE = 2
     RECIPIENT = 3
+    WEBHOOK = 4
 
 
 # type -> (entity, payload fields). Times are epoch milliseconds, durations *_ms.
 CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     # sessions
     "session.created": (Entity.SESSION, ("queue_id", "caller_number", "caller_name", "priority",
-                                         "skills", "entered_at_ms", "position", "estimated_wait_ms")),
+                                         "skills", "entered_at_ms", "position", "estimated_wait_ms",
+                                         "properties", "seq", "callback")),
     "session.offered": (Entity.SESSION, ("queue_id", "recipient_id", "offer_id", "ring_timeout_ms")),
     "session.requeued": (Entity.SESSION, ("queue_id", "recipient_id", "offer_id", "outcome", "position")),
     "session.connected": (Entity.SESSION, ("queue_id", "recipient_id", "offer_id", "wait_ms", "ring_ms")),
@@ -30,7 +32,8 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     "session.abandoned": (Entity.SESSION, ("queue_id", "state", "wait_ms")),
     "session.timed_out": (Entity.SESSION, ("queue_id", "wait_ms", "redirect_queue_id")),
     "session.ended": (Entity.SESSION, ("queue_id", "recipient_id", "end_reason", "wait_ms", "ring_ms",
-                                       "talk_ms", "queues_visited", "entered_at_ms", "estimated_wait_ms")),
+                                       "talk_ms", "queues_visited", "entered_at_ms", "estimated_wait_ms",
+                                       "answered_at_ms")),
     # queues
     "queue.created": (Entity.QUEUE, ("config",)),
     "queue.updated": (Entity.QUEUE, ("config",)),
@@ -48,7 +51,9 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     "recipient.logged_out": (Entity.RECIPIENT, ("previous_state", "source", "forced_by")),
     "recipient.state_changed": (Entity.RECIPIENT, ("state", "previous_state", "availability",
                                                    "unavailable_code", "queue_id", "source", "reason",
-                                                   "forced_by")),
+                                                   "forced_by",
+                                                   # the routers' counters, as in the recipient's status
+                                                   "calls_taken", "offers", "talk_ms", "idle_since_ms")),
     "recipient.offered": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "ring_timeout_ms",
                                              "caller_number", "caller_name", "hold_treatment")),
     "recipient.offer_cancelled": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "reason")),
@@ -57,6 +62,9 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     "recipient.connected": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "ring_ms")),
     "recipient.wrapup_started": (Entity.RECIPIENT, ("session_id", "queue_id", "talk_ms", "wrapup_ms")),
     "recipient.wrapup_ended": (Entity.RECIPIENT, ("session_id",)),
+    # webhooks: a delivery given up after the configured age (entity_id: the webhook)
+    "webhook.failed": (Entity.WEBHOOK, ("delivery_id", "event_type", "event_sequence", "recipient_id",
+                                        "attempts", "last_error", "queued_at_ms")),
 }
 
 

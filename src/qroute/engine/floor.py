@@ -77,6 +77,10 @@ class Floor:
         self._staffing = 0  # bumped whenever who serves which queue may have changed
         self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self.pass_requested = False
+        # restore: (recipient, offer id, session id, queue id) of what rang when the node stopped,
+        # and the line keys of restored sessions by queue (added at once: a bulk sort beats 10^5 inserts)
+        self._restored_offers: list[tuple[LiveRecipient, str, str, str]] = []
+        self._restored_keys: dict[str, list[tuple[int, int, int, str]]] = {}
 
     # ============================================================== restore
 
@@ -105,6 +109,138 @@ class Floor:
         queue.members[member.recipient_id] = member
         self._staffing += 1
         recipient.queues.add(queue_id)
+
+    def restore_recipient_state(self, recipient_id: str, *, logged_in: bool,
+                                availability: Availability = Availability.AWAY, unavailable_code: str = "",
+                                forced_by: str = "", away_queues: Iterable[str] = (),
+                                state: RecipientState = RecipientState.LOGGED_OUT, state_since_ms: int = 0,
+                                wrapup_session_id: str = "", wrapup_until_ms: int = 0,
+                                logout_pending: EventSource | None = None, calls: int = 0, offers: int = 0,
+                                talk_ms: int = 0, idle_since_ms: int = 0,
+                                offer: tuple[str, str, str] | None = None) -> LiveRecipient | None:
+        """Bring back a recipient's stored live state, after ``restore_recipient``
+        and its memberships: no validation, no event. Login, availability
+        (global and per queue), a pending logout, the routers' counters, and
+        a wrap-up, resumed until its stored end (one already over ends at the
+        next pass, as of that end). Ready since ``idle_since_ms``, so a guard
+        timer runs from then. ``offer`` (offer id, session id, queue id) is
+        what rang at it when the node stopped: gone; ``finish_restore`` says
+        so. ``state`` is the stored one, until ``finish_restore`` moves it
+        to the true one. None when the recipient is unknown."""
+        recipient = self.recipients.get(recipient_id)
+        if recipient is None:
+            return None
+        now = self.clock.now_ms()
+        handle = recipient.handle
+        idle_since = min(now, idle_since_ms) if idle_since_ms else now
+        recipient.state = state
+        recipient.state_since_ms = state_since_ms or now
+        for queue_id in away_queues:  # kept across a logout, as set_availability left them
+            queue = self.queues.get(queue_id)
+            if queue is not None and queue_id in recipient.queues:
+                recipient.away_queues.add(queue_id)
+                self.dispatcher.set_member_ready(queue.handle, handle, False)
+        if logged_in:
+            away = availability != Availability.READY
+            recipient.logged_in = True
+            recipient.availability = Availability.AWAY if away else Availability.READY
+            recipient.unavailable_code = unavailable_code if away else ""
+            recipient.forced_by = forced_by if away else ""
+            recipient.logout_pending = None if logout_pending is None else (logout_pending, "")
+            if wrapup_until_ms:
+                # a call ending at ``at`` followed by the rest of the wrap-up
+                at = min(now, wrapup_until_ms - 1)
+                self.dispatcher.start_call(handle, at)
+                self.dispatcher.hangup(handle, at, wrapup_until_ms - at)
+                recipient.in_wrapup = True
+                recipient.wrapup_until_ms = wrapup_until_ms
+                recipient.wrapup_session_id = wrapup_session_id
+            self.dispatcher.set_ready(handle, recipient.routable, idle_since)
+        self._staffing += 1
+        self.dispatcher.restore_recipient(handle, calls, offers, talk_ms, idle_since)
+        if offer is not None:
+            self._restored_offers.append((recipient, *offer))
+        return recipient
+
+    def restore_session(self, session_id: str, queue_id: str, *, priority: int, entered_at_ms: int,
+                        joined_at_ms: int, seq: int, state: SessionState = SessionState.WAITING,
+                        caller_number: str = "", caller_name: str = "", skills: Mapping[str, int] | None = None,
+                        properties: Mapping[str, Any] | None = None, callback: bool = False,
+                        queues_visited: Iterable[str] = (), estimated_wait_ms: int = -1,
+                        recipient_id: str = "", answered_at_ms: int = 0, wait_ms: int = 0, ring_ms: int = 0,
+                        talk_ms: int = 0) -> LiveSession | None:
+        """Bring back a stored live session, after the recipients' state: no
+        validation, no event. WAITING (a session that rang when the node
+        stopped is stored as waiting) goes back in line at its old place,
+        by its original entered_at and seq, its queue timeout counting from
+        ``joined_at_ms``; later sessions get a higher seq. CONNECTED stays
+        connected, its recipient busy on it since ``answered_at_ms`` (the
+        stored call wins over a stored wrap-up). None when the queue is gone.
+        It takes its place in the queue's line (``waiting_sessions``,
+        ``position``) at ``finish_restore``. O(log n)."""
+        queue = self.queues.get(queue_id)
+        if queue is None:
+            return None
+        if seq > self._seq:
+            self._seq = seq
+        session = LiveSession(id=session_id, queue_id=queue_id, seq=seq, priority=priority,
+                              entered_at_ms=entered_at_ms, joined_at_ms=joined_at_ms, caller_number=caller_number,
+                              caller_name=caller_name, skills=dict(skills or {}),
+                              properties=dict(properties or {}), recipient_id=recipient_id,
+                              queues_visited=list(queues_visited) or [queue_id],
+                              estimated_wait_ms=estimated_wait_ms, answered_at_ms=answered_at_ms,
+                              wait_ms=wait_ms, ring_ms=ring_ms, talk_ms=talk_ms, callback=callback)
+        self.sessions[session_id] = session
+        if state == SessionState.CONNECTED:
+            session.state = SessionState.CONNECTED
+            recipient = self.recipients.get(recipient_id)
+            if recipient is not None and recipient.session is None:
+                if recipient.in_wrapup:
+                    self.dispatcher.end_wrapup(recipient.handle, self.clock.now_ms())
+                    recipient.in_wrapup = False
+                    recipient.wrapup_until_ms = 0
+                    recipient.wrapup_session_id = ""
+                self.dispatcher.start_call(recipient.handle, answered_at_ms or self.clock.now_ms())
+                recipient.session = session
+            return session
+        levels = self._skill_levels(session.skills, "skills")
+        session.handle = self._session_handles.take()
+        self._session_at[session.handle] = session
+        self.dispatcher.enqueue(session.handle, queue.handle, priority, entered_at_ms, seq, levels, joined_at_ms)
+        keys = self._restored_keys.get(queue_id)
+        if keys is None:
+            keys = self._restored_keys[queue_id] = []
+        keys.append((-priority, entered_at_ms, seq, session_id))
+        queue.priorities[priority] = queue.priorities.get(priority, 0) + 1
+        return session
+
+    def finish_restore(self) -> None:
+        """After the ``restore_*`` calls: each offer that rang when the node
+        stopped is cancelled and its session is back in line (events with
+        reason "restarted"), each recipient moves from its stored state to
+        the true one (``recipient.state_changed`` where they differ: ringing
+        becomes free; busy stays busy only on a restored connected call),
+        and a pass is requested."""
+        now = self.clock.now_ms()
+        restored_keys, self._restored_keys = self._restored_keys, {}
+        for queue_id, keys in restored_keys.items():
+            self.queues[queue_id].line.update(keys)
+        restored_offers, self._restored_offers = self._restored_offers, []
+        requeued: dict[str, tuple[LiveSession, LiveRecipient, str]] = {}
+        for recipient, offer_id, session_id, queue_id in restored_offers:
+            self._remember_closed(offer_id)
+            self._emit("recipient.offer_cancelled", recipient.id, session_id=session_id, offer_id=offer_id,
+                       queue_id=queue_id, reason="restarted")
+            session = self.sessions.get(session_id)
+            if session is not None and session.state == SessionState.WAITING:
+                requeued[session_id] = (session, recipient, offer_id)
+        for session, recipient, offer_id in requeued.values():
+            self._emit("session.requeued", session.id, queue_id=session.queue_id, recipient_id=recipient.id,
+                       offer_id=offer_id, outcome=lower_name(OfferOutcome.WITHDRAWN),
+                       position=self.position(session))
+        for recipient in self.recipients.values():
+            self._sync_state(recipient, now, EventSource.SYSTEM, "restarted")
+        self._changed()
 
     # ================================================================ queues
 
@@ -847,11 +983,13 @@ class Floor:
 
     def _emit_state(self, recipient: LiveRecipient, previous: RecipientState, now: int,
                     source: EventSource, reason: str, queue_id: str = "", availability: str = "") -> None:
+        _, calls, offers, talk_ms, _, idle_since = self.dispatcher.recipient_stats(recipient.handle)
         self._emit("recipient.state_changed", recipient.id, state=lower_name(recipient.state),
                    previous_state=lower_name(previous),
                    availability=availability or lower_name(recipient.availability),
                    unavailable_code=recipient.unavailable_code, queue_id=queue_id,
-                   source=lower_name(source), reason=reason, forced_by=recipient.forced_by)
+                   source=lower_name(source), reason=reason, forced_by=recipient.forced_by,
+                   calls_taken=calls, offers=offers, talk_ms=talk_ms, idle_since_ms=idle_since)
 
     def _emit(self, type_: str, entity_id: str, **data: Any) -> None:
         event = DomainEvent(type_, entity_id, self.clock.now_ms(), data, self.account_id)

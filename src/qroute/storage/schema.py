@@ -150,7 +150,38 @@ _V1 = (
     "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+# Version 2: indexes for the reports (qroute.reports). A report aggregates,
+# for each (entity, period), one range of (account_id, entity, ended_at_ms)
+# in each of these; each covers every column its aggregates read, so the
+# table itself is never visited. Partial indexes split the rows the reports
+# treat differently (answered or not, accepted or not): one range per pass.
+# (The condition's column is repeated last: SQLite 3.40 reads it from the
+# index to check the condition, or the index would not be covering.)
+_V2 = (
+    # Queue report: avg_wait and the answered part of call_count.
+    """CREATE INDEX finished_sessions_queue_completed
+        ON finished_sessions (account_id, queue_id, ended_at_ms, wait_ms, end_reason)
+        WHERE end_reason = 'completed'""",
+    # Queue report: timeout_count, abandon_count, the rest of call_count.
+    """CREATE INDEX finished_sessions_queue_unanswered
+        ON finished_sessions (account_id, queue_id, ended_at_ms, end_reason)
+        WHERE end_reason <> 'completed'""",
+    # Recipient report: avg_call_duration (optionally of some queues only).
+    # It extends finished_sessions_recipient, which it replaces.
+    "DROP INDEX finished_sessions_recipient",
+    """CREATE INDEX finished_sessions_recipient
+        ON finished_sessions (account_id, recipient_id, ended_at_ms, talk_ms, queue_id)""",
+    # Recipient report: call_count and avg_ring_duration.
+    """CREATE INDEX offers_recipient_accepted
+        ON offers (account_id, recipient_id, ended_at_ms, ring_ms, queue_id, outcome)
+        WHERE outcome = 'accepted'""",
+    # Recipient report: missed_call_count and rejected_call_count.
+    """CREATE INDEX offers_recipient_unaccepted
+        ON offers (account_id, recipient_id, ended_at_ms, outcome, queue_id)
+        WHERE outcome <> 'accepted'""",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -1,0 +1,58 @@
+"""CPU time and memory of a process, from Linux's /proc (no psutil).
+
+Every function returns ``None`` where /proc is not there (another OS, or a
+process that has gone), so a report shows "n/a" instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time the process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
+def memory_mb(pid: int, field: str = "VmHWM") -> float | None:
+    """A ``/proc/<pid>/status`` memory line in MiB: ``VmHWM`` (peak resident
+    set) or ``VmRSS`` (resident now)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        return None
+    return None
+
+
+class CpuMeter:
+    """CPU a process used between ``start()`` and ``stop()``, as cores busy
+    (1.0 = one core all the time)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._begin: tuple[float, float] | None = None
+        self.cores: float | None = None
+        self.seconds: float | None = None
+
+    def start(self, now: float) -> None:
+        used = cpu_seconds(self.pid)
+        self._begin = None if used is None else (now, used)
+
+    def stop(self, now: float) -> None:
+        used = cpu_seconds(self.pid)
+        if self._begin is None or used is None or now <= self._begin[0]:
+            return
+        self.seconds = used - self._begin[1]
+        self.cores = self.seconds / (now - self._begin[0])
