@@ -355,7 +355,16 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-durability", action="store_true",
                         help="store nothing the engine does and answer without waiting for a commit "
                              "(benchmarks only: a restart loses sessions, state and configuration changes)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                        help="debug also logs every RPC (default %(default)s)")
+    parser.add_argument("--log-format", default="console", choices=("console", "json"),
+                        help="log lines for people, or one JSON object per line (default %(default)s)")
+    parser.add_argument("--metrics-listen", dest="metrics_listen", metavar="HOST:PORT",
+                        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file of these settings (keys as the flags, with _: data_dir = ...); "
+                             "$QROUTE_<SETTING> overrides it and flags override both "
+                             "(default $QROUTE_CONFIG)")
     hooks = parser.add_argument_group("webhooks")
     hooks.add_argument("--webhook-allow", dest="webhook_allow", type=_network, action="append", default=[],
                        metavar="CIDR", help="let webhooks call this non-public network (loopback, private...), "
@@ -387,14 +396,14 @@ def _network(text: str):
 
 
 def _serve(args: argparse.Namespace) -> int | None:
-    import logging
-
     from qroute import server
     from qroute.events.bus import Retention
     from qroute.events.webhooks import WebhookSettings
     from qroute.node import ADMIN_KEY_ENV, Node
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from qroute import logs
+
+    logs.setup(args.log_level, args.log_format)
     webhooks = WebhookSettings(allow=tuple(args.webhook_allow), max_age_ms=args.webhook_max_age * 1000,
                                timeout_s=float(args.webhook_timeout))
     retention = Retention(count=args.event_retention_count, age_ms=args.event_retention_hours * 3_600_000,
@@ -410,15 +419,53 @@ def _serve(args: argparse.Namespace) -> int | None:
               f"data in {args.data_dir}; admin key {where}", flush=True)
 
     try:
-        server.run(server.serve_forever(node, args.listen, args.tls_cert, args.tls_key, ready=ready))
+        server.run(server.serve_forever(node, args.listen, args.tls_cert, args.tls_key, ready=ready,
+                                        metrics_listen=args.metrics_listen))
     except server.BindError as exc:
         print(f"qroute: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
+# ---------------------------------------------------------------- config show
+
+def _config_show(args: argparse.Namespace) -> int | None:
+    from qroute import config
+
+    base = _subparser(build_parser(), ("config", "show"))  # flags' own defaults
+    sys.stdout.write(config.show(base, args.setting_parser or base, args, args.setting_sources))
+    return 0
+
+
+# ------------------------------------------------------------------------- top
+
+def _top_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue", dest="queues", action="append", metavar="QUEUE_ID",
+                        help="show only this queue (repeatable; default: all; key f filters live)")
+    parser.add_argument("--sl-threshold", dest="sl_threshold", type=_positive_float, default=20.0,
+                        metavar="SECONDS", help="service level: answered within this wait (default %(default)s)")
+    parser.add_argument("--refresh", type=_positive_float, default=10.0, metavar="HZ",
+                        help="redraws per second at most (default %(default)s)")
+    _remote(parser)
+
+
+def _top(args: argparse.Namespace) -> int | None:
+    from qroute import top
+
+    return top.run(args)
+
+
+# Commands whose options are serve's settings: a config file and $QROUTE_* are their defaults.
+LAYERED = {("serve",), ("config", "show")}
+
 COMMANDS: dict[str, Command | Group] = {
     "serve": Command("serve the gRPC API (embedded SQLite in --data-dir)", _serve_arguments, _serve),
+    "config": Group("settings of serve", {
+        "show": Command("print the effective settings of serve (file, then $QROUTE_*, then flags; "
+                        "secrets masked)", _serve_arguments, _config_show),
+    }),
+    "top": Command("a live wallboard of the account's queues and recipients (keys: s sort, f filter, q quit)",
+                   _top_arguments, _top),
     "account": Group("accounts (admin key)", {
         "create": Command("create an account", _account_create_arguments, _admin("account_create")),
         "list": Command("list the accounts", _admin_remote, _admin("account_list")),
@@ -482,9 +529,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, names: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``names`` (e.g. ``("config", "show")``)."""
+    for name in names:
+        parser = next(action for action in parser._actions  # noqa: SLF001
+                      if isinstance(action, argparse._SubParsersAction)).choices[name]  # noqa: SLF001
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command in ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    sources: dict[str, str] = {}
+    layered = None
+    for names in LAYERED:
+        if tuple(argv[:len(names)]) == names:
+            from qroute import config
+
+            layered = _subparser(parser, names)
+            try:
+                sources = config.layer(layered, argv[len(names):])
+            except config.ConfigError as exc:
+                print(f"qroute: {exc}", file=sys.stderr)
+                return 2
+    args = parser.parse_args(argv)
+    args.setting_sources, args.setting_parser = sources, layered
     try:
         status = args.handler(args)
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
 """A qroute node: storage, engine, event journal and keys, wired together.
 
 The servicers in ``qroute.api`` drive a node; ``qroute.server`` serves one.
-Starting a node restores every account's configuration from storage.
+Starting a node restores every account's configuration from storage, then
+its live state: recipients' login and availability, waiting sessions in
+their place in line, connected calls (``_restore_live``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qroute.keys import KeyRing, new_key
+from qroute.logs import ChangeLog
 from qroute.domain.config import Member, QueueConfig, RecipientConfig
+from qroute.domain.settings import AgentSettings
 from qroute.engine import Engine, PassScheduler, SystemClock
 from qroute.errors import InvalidArgument, NotFound
 from qroute.events import Journal, state_ops
@@ -76,6 +80,8 @@ class Node:
         self.webhooks = Webhooks(self.storage, self.journal, self.engine, self.clock, webhooks)
         self.journal.listeners.insert(0, self.webhooks.on_event)
         self.journal.op_sources.append(self.webhooks.outbox_ops)
+        # an INFO line per significant change (queues, recipients, logins, forced away)
+        self.journal.listeners.append(ChangeLog())
         self.scheduler = PassScheduler(self.engine, on_error=lambda exc: log.exception(
             "dispatch pass failed", exc_info=exc))
         self._admin_key = admin_key
@@ -132,6 +138,10 @@ class Node:
         return key
 
     def _restore_config(self, snapshot) -> None:
+        for (account_id, kind), docs in snapshot.configs.items():  # first: recipients follow their defaults
+            floor = self.engine.floors.get(account_id)
+            if floor is not None and kind == "account_settings" and "agent" in docs:
+                floor.restore_agent_settings(AgentSettings.from_doc(docs["agent"]))
         for (account_id, kind), docs in snapshot.configs.items():
             floor = self.engine.floors.get(account_id)
             if floor is None:
@@ -147,6 +157,11 @@ class Node:
             if floor is not None:
                 floor.restore_member(record.queue_id, Member(record.recipient_id, record.doc.get("tier", 1),
                                                              record.doc.get("weight", 0)))
+        for (account_id, kind), docs in snapshot.configs.items():
+            floor = self.engine.floors.get(account_id)
+            if floor is not None and kind == "supervision":
+                for doc in docs.values():
+                    floor.supervision[(doc["supervisor_id"], doc["queue_id"])] = list(doc["recipient_ids"])
 
     async def _restore_live(self, snapshot) -> None:
         """Live state as stored: recipients' login, availability and counters,
@@ -210,6 +225,7 @@ class Node:
             "name": account.name, "time_zone": account.time_zone, "create_time_ms": account.create_time_ms}))
         self.accounts[account.id] = account
         self.engine.open_floor(account.id)
+        log.info("account %s created", account.id, extra={"account_id": account.id, "account_name": name})
         return account
 
     def account(self, account_id: str) -> AccountInfo:
@@ -229,11 +245,14 @@ class Node:
         await self.storage.write(PutApiKey(key_id, account_id, secret_hash, doc))
         self.keys.add(key_id, account_id, secret_hash)
         self.api_keys[key_id] = doc
+        log.info("API key %s created for account %s", key_id, account_id,
+                 extra={"account_id": account_id, "key_id": key_id})  # the id only: never the secret
         return doc, key
 
     async def revoke_api_key(self, key_id: str) -> None:
         if key_id not in self.api_keys:
             raise NotFound(f"API key {key_id} not found")
         self.keys.remove(key_id)
-        del self.api_keys[key_id]
+        account_id = self.api_keys.pop(key_id).get("account_id", "")
         await self.storage.write(DeleteApiKey(key_id))
+        log.info("API key %s revoked", key_id, extra={"account_id": account_id, "key_id": key_id})

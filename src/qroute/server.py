@@ -18,12 +18,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from qroute.api import common
 from qroute.api.accounts import AccountServicer
 from qroute.api.events import EventServicer, add_EventServiceServicer_to_server
 from qroute.api.queues import QueueServicer
 from qroute.api.recipients import RecipientServicer
 from qroute.api.reports import ReportServicer
 from qroute.api.sessions import SessionServicer
+from qroute.api.settings import AgentSettingsServicer
 from qroute.api.webhooks import WebhookServicer
 from qroute.node import Node
 from qroute.v1 import account_pb2, account_pb2_grpc, queue_pb2, queue_pb2_grpc, recipient_pb2
@@ -43,6 +45,8 @@ SERVICES = [
     (webhook_pb2, "WebhookService", webhook_pb2_grpc.add_WebhookServiceServicer_to_server, WebhookServicer),
     (event_pb2, "EventService", add_EventServiceServicer_to_server, EventServicer),
     (report_pb2, "ReportService", report_pb2_grpc.add_ReportServiceServicer_to_server, ReportServicer),
+    (account_pb2, "AgentSettingsService", account_pb2_grpc.add_AgentSettingsServiceServicer_to_server,
+     AgentSettingsServicer),
 ]
 GRACE_SECONDS = 5.0
 
@@ -57,17 +61,34 @@ class Running:
     node: Node
     port: int
     health: HealthServicer
+    metrics: object | None = None  # qroute.metrics.Metrics, with --metrics-listen
+    metrics_server: object | None = None
+    metrics_port: int = 0
 
     async def stop(self, grace: float = GRACE_SECONDS) -> None:
         await self.health.enter_graceful_shutdown()
         self.node.events.close()  # event streams end now (UNAVAILABLE, with where to resume), not at the grace's end
         await self.server.stop(grace)
         await self.node.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        if self.metrics is not None:
+            self.metrics.uninstall()
+        if _log_rpc in common.rpc_observers:
+            common.rpc_observers.remove(_log_rpc)
+        log.info("server stopped", extra={"port": self.port})
+
+
+def _log_rpc(method: str, code: str, seconds: float, streaming: bool) -> None:
+    """At --log-level debug: a line per RPC."""
+    log.debug("rpc %s %s %.3f ms", method, code, seconds * 1000,
+              extra={"method": method, "code": code, "duration_ms": round(seconds * 1000, 3)})
 
 
 async def start(node: Node, listen: str = "127.0.0.1:50051", tls_cert: str | None = None,
-                tls_key: str | None = None) -> Running:
-    """Start ``node`` and serve it on ``listen``; returns once accepting calls."""
+                tls_key: str | None = None, metrics_listen: str | None = None) -> Running:
+    """Start ``node`` and serve it on ``listen``; returns once accepting calls.
+    With ``metrics_listen`` (HOST:PORT), Prometheus metrics are served there."""
     server = grpc.aio.server(options=[
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", 30_000),
@@ -93,18 +114,34 @@ async def start(node: Node, listen: str = "127.0.0.1:50051", tls_cert: str | Non
         raise BindError(f"cannot listen on {listen}: {exc}") from None
     if not port:
         raise BindError(f"cannot listen on {listen}: the address is in use or not available")
+    running = Running(server, node, port, health)
+    if metrics_listen:
+        from qroute.metrics import Metrics, MetricsServer
+
+        running.metrics = Metrics(node)
+        running.metrics_server = MetricsServer(running.metrics)
+        try:
+            running.metrics_port = await running.metrics_server.start(metrics_listen)
+        except OSError as exc:
+            raise BindError(str(exc)) from None
+        running.metrics.install()
+    if log.isEnabledFor(logging.DEBUG) and _log_rpc not in common.rpc_observers:
+        common.rpc_observers.append(_log_rpc)
     await node.start()
     await server.start()
     for name in names:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, node, port, health)
+    log.info("server started on %s", listen.rsplit(":", 1)[0] + f":{port}",
+             extra={"port": port, "tls": bool(tls_cert), "node": node.name,
+                    "metrics_port": running.metrics_port or None})
+    return running
 
 
 async def serve_forever(node: Node, listen: str, tls_cert: str | None = None, tls_key: str | None = None,
-                        ready=None) -> None:
+                        ready=None, metrics_listen: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully (pending writes flushed)."""
-    running = await start(node, listen, tls_cert, tls_key)
+    running = await start(node, listen, tls_cert, tls_key, metrics_listen=metrics_listen)
     if ready is not None:
         ready(running)
     stopping = asyncio.Event()

@@ -7,7 +7,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from qroute.domain.config import Member, QueueConfig, RecipientConfig, TierRule
+from qroute.domain.config import Dnis, Member, QueueConfig, RecipientConfig, TierRule
 from qroute.domain.enums import AgentType, Availability, Router, SessionState
 from qroute.errors import InvalidArgument
 from qroute.v1 import common_pb2, queue_pb2, recipient_pb2, session_pb2
@@ -69,6 +69,8 @@ def queue_value(message: queue_pb2.Queue, field: str) -> Any:
         return _enum(Router, message.router, Router.ROUND_ROBIN)
     if field == "tier_expansion":
         return tuple(TierRule(rule.after_seconds, rule.max_tier) for rule in message.tier_expansion)
+    if field == "dnis":
+        return tuple(Dnis(d.number, d.name) for d in message.dnis)
     if field in ("ring_timeout", "tick_time", "timeout") and not message.HasField(field):
         return getattr(QUEUE_DEFAULTS, field)
     return getattr(message, field)
@@ -94,7 +96,12 @@ def queue_message(config: QueueConfig) -> queue_pb2.Queue:
         tier_expansion=[common_pb2.TierExpansion(after_seconds=r.after_seconds, max_tier=r.max_tier)
                         for r in config.tier_expansion],
         create_time=timestamp(config.create_time_ms), update_time=timestamp(config.update_time_ms),
-        allow_self_join=config.allow_self_join)
+        allow_self_join=config.allow_self_join,
+        dnis=[dnis_message(d, config.id) for d in config.dnis])
+
+
+def dnis_message(dnis: Dnis, queue_id: str) -> common_pb2.QueueDnis:
+    return common_pb2.QueueDnis(number=dnis.number, name=dnis.name, queue_id=queue_id)
 
 
 def queue_status_message(status: dict[str, Any], node: str, now_ms: int) -> queue_pb2.QueueStatus:
@@ -158,7 +165,9 @@ def recipient_status_message(status: dict[str, Any]) -> recipient_pb2.RecipientS
         consecutive_misses=status["consecutive_misses"], availability=int(status["availability"]),
         state_since=timestamp(status["state_since_ms"]), current_offer_id=status["current_offer_id"],
         wrapup_until=timestamp(status["wrapup_until_ms"]),
-        forced_by=FORCE_REASONS.get(status["forced_by"], 0))
+        forced_by=FORCE_REASONS.get(status["forced_by"], 0), dnd=status.get("dnd", False),
+        personal_call=status.get("personal_call", False), reachable=status.get("reachable", True),
+        thresholds_exceeded=status.get("thresholds_exceeded", ()))
 
 
 FORCE_REASONS = {  # the engine's force codes -> ForceReason

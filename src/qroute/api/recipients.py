@@ -13,6 +13,8 @@ from qroute.api import convert
 from qroute.api.common import Servicer, mutation, request_fields, unary
 from qroute.api.errors import abort, status_of
 from qroute.api.pages import page
+from qroute.api.settings import save_supervision
+from qroute.domain.settings import split_name
 from qroute.domain.enums import EventSource, OfferOutcome
 from qroute.errors import InvalidArgument, QrouteError
 from qroute.v1 import recipient_pb2, recipient_pb2_grpc
@@ -21,6 +23,13 @@ log = logging.getLogger("qroute.api.agent")
 _CLOSED = object()
 _REPLACED = object()  # another desktop connected for the same recipient
 OUTBOX_LIMIT = 1000  # events queued for one desktop before it counts as gone
+
+
+SEARCH_FIELDS = {recipient_pb2.SEARCH_FIELD_LAST_NAME: "last_name", recipient_pb2.SEARCH_FIELD_FIRST_NAME: "first_name",
+                 recipient_pb2.SEARCH_FIELD_USER_ID: "user_id", recipient_pb2.SEARCH_FIELD_EXTENSION: "extension",
+                 recipient_pb2.SEARCH_FIELD_DN: "dn"}
+SEARCH_MODES = {recipient_pb2.SEARCH_MODE_STARTS: "starts", recipient_pb2.SEARCH_MODE_CONTAINS: "contains",
+                recipient_pb2.SEARCH_MODE_EQUALS: "equals"}
 
 
 def source(value: int) -> EventSource:
@@ -100,6 +109,88 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
         session = floor.reject(request.offer_id)
         return convert.session_message(floor, session, floor.clock.now_ms())
 
+    # ------------------------------------------------- seed 004: the agent's side
+
+    @mutation
+    async def ReportDeviceState(self, request, context, principal):
+        floor = self.floor(principal)
+        floor.report_device_state(
+            request.recipient_id,
+            dnd=request.dnd if request.HasField("dnd") else None,
+            personal_call=request.personal_call if request.HasField("personal_call") else None,
+            reachable=request.reachable if request.HasField("reachable") else None)
+        return self._status(floor, request.recipient_id)
+
+    @unary
+    async def GetRecipientQueues(self, request, context, principal):
+        queues = self.floor(principal).recipient_queues(request.recipient_id)
+        return recipient_pb2.GetRecipientQueuesResponse(queues=[recipient_pb2.RecipientQueue(**q) for q in queues])
+
+    @unary
+    async def ListJoinableQueues(self, request, context, principal):
+        queues = self.floor(principal).joinable_queues(request.recipient_id)
+        return recipient_pb2.ListJoinableQueuesResponse(queues=[
+            recipient_pb2.RecipientQueue(queue_id=q.id, name=q.config.name, log_off_allowed=True) for q in queues])
+
+    @mutation
+    async def SetRecipientQueues(self, request, context, principal):
+        queues = self.floor(principal).set_recipient_queues(request.recipient_id, request.queue_ids)
+        return recipient_pb2.SetRecipientQueuesResponse(queues=[recipient_pb2.RecipientQueue(**q) for q in queues])
+
+    @unary
+    async def ListRecipientDnis(self, request, context, principal):
+        found = self.floor(principal).recipient_dnis(request.recipient_id)
+        return recipient_pb2.ListRecipientDnisResponse(dnis=[convert.dnis_message(d, qid) for qid, d in found])
+
+    def _supervised(self, floor, supervisor_id, queue_id, recipients):
+        rows = []
+        for recipient in recipients:
+            config = recipient.config
+            first, last = split_name(config)
+            rows.append(recipient_pb2.SupervisedRecipient(
+                recipient_id=config.id, name=config.name, extension_name=config.extension_name,
+                agent_number=config.agent_number, first_name=first, last_name=last))
+        return recipient_pb2.SupervisedRecipients(supervisor_id=supervisor_id, queue_id=queue_id, recipients=rows)
+
+    async def _change_supervised(self, request, principal, mode):
+        floor = self.floor(principal)
+        ids = floor.set_supervised(request.supervisor_id, request.queue_id, request.recipient_ids, mode)
+        await save_supervision(self.node, floor.account_id, request.supervisor_id, request.queue_id, ids)
+        return self._supervised(floor, request.supervisor_id, request.queue_id,
+                                [floor.recipients[rid] for rid in ids if rid in floor.recipients])
+
+    @mutation
+    async def SetSupervisedRecipients(self, request, context, principal):
+        return await self._change_supervised(request, principal, "set")
+
+    @mutation
+    async def AddSupervisedRecipients(self, request, context, principal):
+        return await self._change_supervised(request, principal, "add")
+
+    @mutation
+    async def RemoveSupervisedRecipients(self, request, context, principal):
+        return await self._change_supervised(request, principal, "remove")
+
+    @unary
+    async def GetSupervisedRecipients(self, request, context, principal):
+        floor = self.floor(principal)
+        criteria, problems = [], []
+        for i, criterion in enumerate(request.criteria):
+            field = SEARCH_FIELDS.get(criterion.field)
+            mode = SEARCH_MODES.get(criterion.mode)
+            if field is None:
+                problems.append((f"criteria[{i}].field", "must be a SearchField other than UNSPECIFIED"))
+            if mode is None:
+                problems.append((f"criteria[{i}].mode", "must be STARTS, CONTAINS or EQUALS"))
+            if not 1 <= len(criterion.value) <= 128:
+                problems.append((f"criteria[{i}].value", "must be 1 to 128 characters"))
+            criteria.append((field, mode, criterion.value, criterion.case_insensitive))
+        if problems:
+            raise InvalidArgument(*problems)
+        found = floor.search_supervised(request.supervisor_id, request.queue_id, criteria,
+                                        request.combine_with_or, request.response_size_limit)
+        return self._supervised(floor, request.supervisor_id, request.queue_id, found)
+
     # ------------------------------------------------------------ Connect
 
     async def Connect(self, request_iterator, context):
@@ -121,6 +212,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             return
         outbox: asyncio.Queue = asyncio.Queue()
         muted = [False]  # true while this desktop's own command runs
+        floor.set_desktop_connected(recipient_id, True)  # reachable again, if a dropped stream had forced it away
         detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox, muted))
         desktop = (floor.account_id, recipient_id)
         older = self._desktops.get(desktop)
@@ -153,6 +245,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 del self._desktops[desktop]
             if recipient_id in floor.recipients and not floor.agent_attached(recipient_id):
                 floor.miss(recipient_id)
+                floor.set_desktop_connected(recipient_id, False)  # counts as not reachable (seed 004)
                 await self.node.journal.durable()
 
     def _forward(self, floor, event, outbox: asyncio.Queue, muted: list[bool]) -> None:

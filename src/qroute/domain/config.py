@@ -33,6 +33,14 @@ class TierRule:
 
 
 @dataclass(frozen=True)
+class Dnis:
+    """A phone number a queue answers, which its agents may present on outgoing calls (seed 004)."""
+
+    number: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     id: str
     name: str
@@ -48,6 +56,7 @@ class QueueConfig:
     timeout_redirect: str = ""
     tier_expansion: tuple[TierRule, ...] = ()
     allow_self_join: bool = False  # agents may join and leave it themselves (seed 004)
+    dnis: tuple[Dnis, ...] = ()  # the numbers it answers (seed 004)
     create_time_ms: int = 0
     update_time_ms: int = 0
 
@@ -77,6 +86,15 @@ class QueueConfig:
                 found.append((f"tier_expansion[{i}].after_seconds", "must be >= 0"))
             if rule.max_tier < 1:
                 found.append((f"tier_expansion[{i}].max_tier", "must be >= 1"))
+        numbers: set[str] = set()
+        for i, dnis in enumerate(self.dnis):
+            if not 1 <= len(dnis.number) <= 64:
+                found.append((f"dnis[{i}].number", "must be 1 to 64 characters"))
+            elif dnis.number in numbers:
+                found.append((f"dnis[{i}].number", f"{dnis.number!r} appears twice"))
+            numbers.add(dnis.number)
+            if len(dnis.name) > MAX_NAME:
+                found.append((f"dnis[{i}].name", f"must be at most {MAX_NAME} characters"))
         return found
 
     def to_doc(self) -> dict[str, Any]:
@@ -89,6 +107,7 @@ class QueueConfig:
         doc = dict(doc)
         doc["router"] = Router(doc.get("router", Router.ROUND_ROBIN))
         doc["tier_expansion"] = tuple(TierRule(**rule) for rule in doc.get("tier_expansion", ()))
+        doc["dnis"] = tuple(Dnis(**dnis) for dnis in doc.get("dnis", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
 
@@ -114,13 +133,16 @@ class RecipientConfig:
     make_outgoing_calls_as_call_center: bool = False
     outgoing_call_dnis: str = ""
     threshold_profile: str = ""
+    first_name: str = ""
+    last_name: str = ""
     create_time_ms: int = 0
     update_time_ms: int = 0
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
-        if len(self.name) > MAX_NAME:
-            found.append(("name", f"must be at most {MAX_NAME} characters"))
+        for name_field in ("name", "first_name", "last_name"):
+            if len(getattr(self, name_field)) > MAX_NAME:
+                found.append((name_field, f"must be at most {MAX_NAME} characters"))
         for skill, level in self.skills.items():
             if not _SKILL_NAME.match(skill):
                 found.append((f"skills[{skill}]", "skill names are 1 to 64 of A-Z a-z 0-9 _ . : -"))

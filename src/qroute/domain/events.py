@@ -62,6 +62,10 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     "recipient.connected": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "ring_ms")),
     "recipient.wrapup_started": (Entity.RECIPIENT, ("session_id", "queue_id", "talk_ms", "wrapup_ms")),
     "recipient.wrapup_ended": (Entity.RECIPIENT, ("session_id",)),
+    # a threshold profile limit (seed 004's agent_threshold_profile) breached, once per breach, and
+    # cleared; metric: wrapup, away, ringing (seconds in that state) or waiting_calls (in its queues)
+    "recipient.threshold_exceeded": (Entity.RECIPIENT, ("profile", "metric", "reason", "limit", "value")),
+    "recipient.threshold_cleared": (Entity.RECIPIENT, ("profile", "metric", "reason", "limit")),
     # webhooks: a delivery given up after the configured age (entity_id: the webhook)
     "webhook.failed": (Entity.WEBHOOK, ("delivery_id", "event_type", "event_sequence", "recipient_id",
                                         "attempts", "last_error", "queued_at_ms")),

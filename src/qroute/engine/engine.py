@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from qroute.domain.events import DomainEvent
@@ -67,6 +68,8 @@ class PassScheduler:
         self._scheduled = False
         self._ticker: asyncio.Task | None = None
         self._last_pass: dict[str, int] = {}
+        # called after each pass as on_pass(seconds, records) when set (metrics)
+        self.on_pass: Callable[[float, int], None] | None = None
         engine.on_change = self.request
 
     def request(self, floor: Floor) -> None:
@@ -85,7 +88,12 @@ class PassScheduler:
         now = self.engine.clock.now_ms()
         self._last_pass[floor.account_id] = now
         try:
-            floor.run_pass(now)
+            if self.on_pass is None:
+                floor.run_pass(now)
+            else:
+                started = time.perf_counter()
+                records = floor.run_pass(now)
+                self.on_pass(time.perf_counter() - started, records)
         except Exception as exc:  # a bug: report it, keep routing the other accounts
             self.on_error(exc)
 

@@ -30,6 +30,7 @@ from qroute.domain.enums import (
     lower_name,
 )
 from qroute.domain.events import DomainEvent
+from qroute.domain.settings import DEVICE_CODES, THRESHOLD_METRICS, AgentSettings, effective, split_name
 from qroute.engine.live import HandlePool, LiveQueue, LiveRecipient, LiveSession, Offer
 from qroute.errors import (
     AlreadyExists,
@@ -46,6 +47,7 @@ MAX_PRIORITY = 1000
 MAX_REDIRECTS = 16  # queues a session may visit by timeout redirects before it just times out
 RECENT_ENDED = 10_000  # ended sessions kept in memory for GetSession
 SYSTEM_CODES = {"bounced", "rejected", "dnd", "personal_call", "not_reachable"}
+THRESHOLD_CHECK_MS = 1000  # threshold profiles are checked by the passes at most this often
 
 
 class Floor:
@@ -77,6 +79,9 @@ class Floor:
         self._staffing = 0  # bumped whenever who serves which queue may have changed
         self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self.pass_requested = False
+        self.agent_settings = AgentSettings()  # the account's defaults, codes and threshold profiles (seed 004)
+        self.supervision: dict[tuple[str, str], list[str]] = {}  # (supervisor, queue) -> supervised ids
+        self._next_threshold_check_ms = 0
         # restore: (recipient, offer id, session id, queue id) of what rang when the node stopped,
         # and the line keys of restored sessions by queue (added at once: a bulk sort beats 10^5 inserts)
         self._restored_offers: list[tuple[LiveRecipient, str, str, str]] = []
@@ -96,7 +101,7 @@ class Floor:
     def restore_recipient(self, config: RecipientConfig) -> LiveRecipient:
         recipient = LiveRecipient(config, self._recipient_handles.take(), state_since_ms=self.clock.now_ms())
         self.dispatcher.add_recipient(recipient.handle, self._skill_levels(config.skills, "skills"),
-                                      config.bounced_call_limit, config.guard_timer_seconds * 1000)
+                                      *self._dispatch_limits(config))
         self.recipients[config.id] = recipient
         self._recipient_at[recipient.handle] = recipient
         return recipient
@@ -371,14 +376,13 @@ class Floor:
         now = self.clock.now_ms()
         if not config.id:
             config = dataclasses.replace(config, id=uuid.uuid4().hex)
-        validated(config)
+        self._validated_recipient(config)
         if config.id in self.recipients:
             raise AlreadyExists(f"recipient {config.id} already exists")
         skills = self._skill_levels(config.skills, "skills")
         config = dataclasses.replace(config, create_time_ms=now, update_time_ms=now)
         recipient = LiveRecipient(config, self._recipient_handles.take(), state_since_ms=now)
-        self.dispatcher.add_recipient(recipient.handle, skills, config.bounced_call_limit,
-                                      config.guard_timer_seconds * 1000)
+        self.dispatcher.add_recipient(recipient.handle, skills, *self._dispatch_limits(config))
         self.recipients[config.id] = recipient
         self._recipient_at[recipient.handle] = recipient
         self._emit("recipient.created", config.id, config=config.to_doc())
@@ -390,13 +394,13 @@ class Floor:
         for fixed in ("id", "create_time_ms", "update_time_ms"):
             if fixed in changes:
                 raise InvalidArgument.field(fixed.removesuffix("_ms"), "cannot be changed")
-        config = validated(dataclasses.replace(recipient.config, **changes,
-                                               update_time_ms=self.clock.now_ms()))
+        config = self._validated_recipient(dataclasses.replace(recipient.config, **changes,
+                                                               update_time_ms=self.clock.now_ms()))
         skills = self._skill_levels(config.skills, "skills")
-        self.dispatcher.update_recipient(recipient.handle, skills, config.bounced_call_limit,
-                                         config.guard_timer_seconds * 1000)
+        self.dispatcher.update_recipient(recipient.handle, skills, *self._dispatch_limits(config))
         recipient.config = config
         self._emit("recipient.updated", recipient_id, config=config.to_doc())
+        self._apply_device(recipient, self.clock.now_ms())
         self._changed()
         return recipient
 
@@ -414,6 +418,11 @@ class Floor:
         self._recipient_handles.give(recipient.handle)
         del self.recipients[recipient_id]
         self._agent_listeners.pop(recipient_id, None)
+        for key in [k for k in self.supervision if k[0] == recipient_id]:
+            del self.supervision[key]
+        for key, ids in self.supervision.items():
+            if recipient_id in ids:
+                ids.remove(recipient_id)
         self._emit("recipient.deleted", recipient_id)
         self._changed()
 
@@ -451,6 +460,8 @@ class Floor:
         self._emit("recipient.logged_in", recipient_id, state=lower_name(recipient.derived_state()),
                    source=lower_name(source), forced_by="")
         self._sync_state(recipient, now, source, "login")
+        recipient.device_causes, recipient.before_forcing = frozenset(), None
+        self._apply_device(recipient, now)  # logging in with DND on (say) is forced away at once
         self._changed()
         return recipient
 
@@ -504,9 +515,8 @@ class Floor:
             raise InvalidArgument.field("availability", "must be READY or AWAY")
         if unavailable_code and availability == Availability.READY:
             raise InvalidArgument.field("unavailable_code", "only goes with AWAY")
-        if unavailable_code and not forced_by and unavailable_code not in recipient.config.unavailable_codes:
-            raise InvalidArgument.field("unavailable_code",
-                                        f"{unavailable_code!r} is not one of the recipient's unavailable_codes")
+        if unavailable_code and not forced_by:
+            self._check_unavailable_code(recipient, unavailable_code)
         if queue_id and queue_id not in recipient.queues:
             if queue_id not in self.queues:
                 raise NotFound(f"queue {queue_id} not found")
@@ -526,6 +536,8 @@ class Floor:
             self._staffing += 1
             recipient.unavailable_code = unavailable_code if availability == Availability.AWAY else ""
             recipient.forced_by = forced_by if availability == Availability.AWAY else ""
+            if not forced_by:
+                recipient.before_forcing = None  # its own choice now: a cleared cause restores nothing
             self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
             self._sync_state(recipient, now, source, forced_by or "availability", force=True)
         self._changed()
@@ -733,6 +745,9 @@ class Floor:
             elif kind == routing.WRAPUP_END:
                 self._finish_wrapup(self._recipient_at[records[i + 2]], now)
             # BOUNCED is applied with the MISSED record before it
+        if self.agent_settings.threshold_profiles and now >= self._next_threshold_check_ms:
+            self._next_threshold_check_ms = now + THRESHOLD_CHECK_MS
+            self.check_thresholds(now)
         return count
 
     def _offered(self, session: LiveSession, recipient: LiveRecipient, now: int) -> None:
@@ -1006,6 +1021,274 @@ class Floor:
             self.pass_requested = True
             self.on_change(self)
 
+    # ===================================================== agent settings (seed 004)
+
+    def _dispatch_limits(self, config: RecipientConfig) -> tuple[int, int]:
+        """(bounced-call limit, guard timer ms) as the dispatcher takes them: effective values."""
+        applied = effective(config, self.agent_settings)
+        return applied.bounced_call_limit, applied.guard_timer_ms
+
+    def effective_settings(self, recipient_id: str):
+        """The recipient's settings as they apply (its own or the account's defaults)."""
+        return effective(self.recipient(recipient_id).config, self.agent_settings)
+
+    def _validated_recipient(self, config: RecipientConfig) -> RecipientConfig:
+        """``config`` if valid here: its bounds, plus a threshold_profile and an
+        outgoing_call_dnis naming what the account has."""
+        found = config.problems()
+        if config.threshold_profile and self.agent_settings.profile(config.threshold_profile) is None:
+            found.append(("threshold_profile", f"unknown threshold profile {config.threshold_profile!r}"))
+        if config.outgoing_call_dnis and self.dnis_queue(config.outgoing_call_dnis) is None:
+            found.append(("outgoing_call_dnis", f"no queue answers DNIS {config.outgoing_call_dnis!r}"))
+        if found:
+            raise InvalidArgument(*found)
+        return config
+
+    def _check_unavailable_code(self, recipient: LiveRecipient, code: str) -> None:
+        """An agent's AWAY code: an active account code when the account lists
+        any, and one of the recipient's own when it lists any."""
+        account_codes = self.agent_settings.active_codes()
+        own = recipient.config.unavailable_codes
+        if account_codes and code not in account_codes:
+            raise InvalidArgument.field("unavailable_code", f"{code!r} is not one of the account's active "
+                                                            "unavailable codes")
+        if own and code not in own:
+            raise InvalidArgument.field("unavailable_code",
+                                        f"{code!r} is not one of the recipient's unavailable_codes")
+        if not account_codes and not own:
+            raise InvalidArgument.field("unavailable_code",
+                                        f"{code!r} is not one of the recipient's unavailable_codes")
+
+    def set_agent_settings(self, settings: AgentSettings) -> AgentSettings:
+        """Replace the account's agent settings. Every recipient following a
+        default gets the new value at once (dispatcher limits, device forcing).
+        A threshold profile still named by a recipient cannot go."""
+        found = settings.problems()
+        if found:
+            raise InvalidArgument(*found)
+        names = {profile.name for profile in settings.threshold_profiles}
+        using = sorted(r.id for r in self.recipients.values()
+                       if r.config.threshold_profile and r.config.threshold_profile not in names)
+        if using:
+            raise FailedPrecondition(f"threshold profile still used by recipients {', '.join(using[:10])}")
+        now = self.clock.now_ms()
+        settings = dataclasses.replace(settings, update_time_ms=now)
+        self.agent_settings = settings
+        for recipient in self.recipients.values():
+            config = recipient.config
+            if config.use_default_guard_timer or config.use_default_unavailable_settings:
+                self.dispatcher.update_recipient(recipient.handle, self._skill_levels(config.skills, "skills"),
+                                                 *self._dispatch_limits(config))
+                self._apply_device(recipient, now)
+        self._next_threshold_check_ms = 0
+        self._changed()
+        return settings
+
+    def restore_agent_settings(self, settings: AgentSettings) -> None:
+        """Bring back stored settings, before the recipients: no validation."""
+        self.agent_settings = settings
+
+    # ======================================================== device state
+
+    def report_device_state(self, recipient_id: str, dnd: bool | None = None, personal_call: bool | None = None,
+                            reachable: bool | None = None) -> LiveRecipient:
+        """The phone system's view of the recipient's device (None = unchanged).
+        DND, a personal call or an unreachable device force a logged-in
+        recipient AWAY (codes dnd, personal_call, not_reachable) where its
+        effective settings say so; when every cause has cleared it gets back
+        the availability it had, unless it changed availability itself
+        meanwhile."""
+        recipient = self.recipient(recipient_id)
+        if dnd is not None:
+            recipient.dnd = dnd
+        if personal_call is not None:
+            recipient.personal_call = personal_call
+        if reachable is not None:
+            recipient.reachable = reachable
+        self._apply_device(recipient, self.clock.now_ms())
+        self._changed()
+        return recipient
+
+    def set_desktop_connected(self, recipient_id: str, connected: bool) -> None:
+        """The agent's Connect stream opened or dropped: a drop counts as not reachable."""
+        recipient = self.recipients.get(recipient_id)
+        if recipient is None or recipient.desktop_lost == (not connected):
+            return
+        recipient.desktop_lost = not connected
+        self._apply_device(recipient, self.clock.now_ms())
+        self._changed()
+
+    def _apply_device(self, recipient: LiveRecipient, now: int) -> None:
+        if not recipient.logged_in:
+            recipient.device_causes, recipient.before_forcing = frozenset(), None
+            return
+        applied = effective(recipient.config, self.agent_settings)
+        causes = frozenset(cause for cause, on in (
+            ("dnd", recipient.dnd and applied.force_away_on_dnd),
+            ("personal_call", recipient.personal_call and applied.force_away_on_personal_calls),
+            ("not_reachable", (not recipient.reachable or recipient.desktop_lost)
+             and applied.force_away_on_not_reachable)) if on)
+        old = recipient.device_causes
+        if causes == old:
+            return
+        recipient.device_causes = causes
+        device_forced = recipient.forced_by in DEVICE_CODES and recipient.before_forcing is not None
+        if causes:
+            code = next(c for c in DEVICE_CODES if c in causes)
+            if causes - old and not device_forced:
+                recipient.before_forcing = (recipient.availability, recipient.unavailable_code, recipient.forced_by)
+                self._force_away(recipient, code, now)
+            elif device_forced and code != recipient.forced_by:
+                self._force_away(recipient, code, now, already_unready=True)
+            return
+        before, recipient.before_forcing = recipient.before_forcing, None
+        if device_forced:
+            recipient.availability, recipient.unavailable_code, recipient.forced_by = before
+            self._staffing += 1
+            self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
+            self._sync_state(recipient, now, EventSource.SYSTEM, "device_restored", force=True)
+
+    # ========================================================== memberships
+
+    def recipient_queues(self, recipient_id: str) -> list[dict[str, Any]]:
+        """The recipient's queues (the seed's call_centers), in queue order."""
+        recipient = self.recipient(recipient_id)
+        return [{"queue_id": queue.id, "name": queue.config.name,
+                 "available": recipient.logged_in and queue.id not in recipient.away_queues,
+                 "tier": queue.members[recipient_id].tier, "log_off_allowed": queue.config.allow_self_join}
+                for queue in self.queues.values() if recipient_id in queue.members]
+
+    def joinable_queues(self, recipient_id: str) -> list[LiveQueue]:
+        """Queues allowing self-join that the recipient is not a member of."""
+        self.recipient(recipient_id)
+        return [q for q in self.queues.values() if q.config.allow_self_join and recipient_id not in q.members]
+
+    def set_recipient_queues(self, recipient_id: str, queue_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Replace the recipient's memberships of self-join queues with
+        ``queue_ids`` (tier 1 when joining). Memberships of other queues are
+        kept; naming one it is not a member of is FAILED_PRECONDITION."""
+        recipient = self.recipient(recipient_id)
+        wanted = list(dict.fromkeys(queue_ids))
+        for i, queue_id in enumerate(wanted):
+            if not queue_id:
+                raise InvalidArgument.field(f"queue_ids[{i}]", "is empty")
+            queue = self.queue(queue_id)
+            if not queue.config.allow_self_join and recipient_id not in queue.members:
+                raise FailedPrecondition(f"queue {queue_id} does not allow agents to join it themselves "
+                                         "(allow_self_join is off)")
+        for queue_id in wanted:
+            if recipient_id not in self.queues[queue_id].members:
+                self.add_members(queue_id, [Member(recipient_id)])
+        leaving = [q.id for q in self.queues.values()
+                   if q.config.allow_self_join and recipient_id in q.members and q.id not in wanted]
+        for queue_id in leaving:
+            self.remove_members(queue_id, [recipient_id])
+        return self.recipient_queues(recipient.id)
+
+    # ================================================================= DNIS
+
+    def dnis_queue(self, number: str) -> LiveQueue | None:
+        for queue in self.queues.values():
+            if any(d.number == number for d in queue.config.dnis):
+                return queue
+        return None
+
+    def recipient_dnis(self, recipient_id: str) -> list[tuple[str, Any]]:
+        """(queue id, Dnis) of the recipient's queues: what it may present."""
+        self.recipient(recipient_id)
+        return [(q.id, d) for q in self.queues.values() if recipient_id in q.members for d in q.config.dnis]
+
+    # ========================================================== supervision
+
+    def supervised(self, supervisor_id: str, queue_id: str) -> list[str]:
+        self.recipient(supervisor_id)
+        self.queue(queue_id)
+        return list(self.supervision.get((supervisor_id, queue_id), ()))
+
+    def set_supervised(self, supervisor_id: str, queue_id: str, recipient_ids: Iterable[str],
+                       mode: str = "set") -> list[str]:
+        """``mode`` set (replace), add or remove; returns the list, ordered by id."""
+        current = self.supervised(supervisor_id, queue_id)
+        ids = list(dict.fromkeys(recipient_ids))
+        problems = [(f"recipient_ids[{i}]", "is empty") for i, rid in enumerate(ids) if not rid]
+        problems += [(f"recipient_ids[{i}]", "cannot supervise itself") for i, rid in enumerate(ids)
+                     if rid == supervisor_id]
+        if problems:
+            raise InvalidArgument(*problems)
+        if mode != "remove":
+            for rid in ids:
+                self.recipient(rid)
+        if mode == "set":
+            result = ids
+        elif mode == "add":
+            result = current + [rid for rid in ids if rid not in current]
+        else:
+            result = [rid for rid in current if rid not in ids]
+        result = sorted(result)
+        if result:
+            self.supervision[(supervisor_id, queue_id)] = result
+        else:
+            self.supervision.pop((supervisor_id, queue_id), None)
+        return result
+
+    def search_supervised(self, supervisor_id: str, queue_id: str, criteria: list[tuple[str, str, str, bool]],
+                          combine_with_or: bool = False, limit: int = 0) -> list[LiveRecipient]:
+        """The supervised recipients matching ``criteria`` ((field, mode,
+        value, case_insensitive); field last_name, first_name, user_id,
+        extension or dn; mode starts, contains or equals), all of them (AND)
+        or any (OR); at most ``limit`` (0 = all)."""
+        if combine_with_or and not criteria:
+            raise InvalidArgument.field("criteria", "combine_with_or needs at least one criterion")
+        if limit < 0:
+            raise InvalidArgument.field("response_size_limit", "must be >= 0 (0 is no limit)")
+        found = []
+        for rid in self.supervised(supervisor_id, queue_id):
+            recipient = self.recipients.get(rid)
+            if recipient is None:
+                continue
+            matches = [_matches(recipient.config, *criterion) for criterion in criteria]
+            if not criteria or (any(matches) if combine_with_or else all(matches)):
+                found.append(recipient)
+                if limit and len(found) >= limit:
+                    break
+        return found
+
+    # ========================================================== thresholds
+
+    def check_thresholds(self, now: int | None = None) -> None:
+        """Compare every logged-in recipient having a threshold profile with
+        its limits: ``recipient.threshold_exceeded`` once when a limit is
+        breached, ``recipient.threshold_cleared`` once when it no longer is.
+        The passes call it (at most every THRESHOLD_CHECK_MS)."""
+        now = self.clock.now_ms() if now is None else now
+        settings = self.agent_settings
+        for recipient in self.recipients.values():
+            name = recipient.config.threshold_profile or settings.default_threshold_profile
+            profile = settings.profile(name) if name and recipient.logged_in else None
+            breached: dict[str, tuple[int, int]] = {}
+            if profile is not None:
+                in_state_s = (now - recipient.state_since_ms) // 1000
+                for metric, state in (("wrapup", RecipientState.WRAPUP), ("away", RecipientState.AWAY),
+                                      ("ringing", RecipientState.RINGING)):
+                    limit = profile.limit(metric)
+                    if limit and recipient.state == state and in_state_s >= limit:
+                        breached[metric] = (limit, in_state_s)
+                limit = profile.max_waiting_calls
+                if limit:
+                    waiting = sum(len(self.queues[qid].line) for qid in recipient.queues)
+                    if waiting > limit:
+                        breached["waiting_calls"] = (limit, waiting)
+            for metric in THRESHOLD_METRICS:
+                if metric in breached and metric not in recipient.thresholds:
+                    limit, value = breached[metric]
+                    recipient.thresholds[metric] = limit
+                    self._emit("recipient.threshold_exceeded", recipient.id, profile=name, metric=metric,
+                               reason=metric, limit=limit, value=value)
+                elif metric not in breached and metric in recipient.thresholds:
+                    limit = recipient.thresholds.pop(metric)
+                    self._emit("recipient.threshold_cleared", recipient.id, profile=name, metric=metric,
+                               reason=metric, limit=limit)
+
     # ============================================================ queries
 
     def queue(self, queue_id: str) -> LiveQueue:
@@ -1102,9 +1385,26 @@ class Floor:
             "offers": offers,
             "talk_ms": talk_ms,
             "consecutive_misses": misses,
+            "dnd": recipient.dnd,
+            "personal_call": recipient.personal_call,
+            "reachable": recipient.reachable,
+            "thresholds_exceeded": sorted(recipient.thresholds),
         }
 
     def waiting_sessions(self, queue_id: str) -> list[LiveSession]:
         """Waiting sessions of a queue in the order they will be served."""
         queue = self.queue(queue_id)
         return [self.sessions[key[3]] for key in queue.line]
+
+
+def _matches(config: RecipientConfig, field: str, mode: str, value: str, case_insensitive: bool) -> bool:
+    first, last = split_name(config)
+    text = {"last_name": last, "first_name": first, "user_id": config.id,
+            "extension": config.extension_name, "dn": config.agent_number}[field]
+    if case_insensitive:
+        text, value = text.casefold(), value.casefold()
+    if mode == "starts":
+        return text.startswith(value)
+    if mode == "contains":
+        return value in text
+    return text == value

@@ -86,6 +86,15 @@ class LiveRecipient:
     state: RecipientState = RecipientState.LOGGED_OUT
     state_since_ms: int = 0
     misses: int = 0  # consecutive, as reported in recipient.missed
+    # device state reported by the phone system (seed 004), and the desktop stream lost
+    dnd: bool = False
+    personal_call: bool = False
+    reachable: bool = True
+    desktop_lost: bool = False
+    device_causes: frozenset[str] = frozenset()  # forcing causes active now (dnd, personal_call, not_reachable)
+    # (availability, unavailable_code, forced_by) before the device forced it away; None when not forced
+    before_forcing: tuple | None = None
+    thresholds: dict[str, int] = field(default_factory=dict)  # breached metric -> its limit
 
     @property
     def id(self) -> str:
