@@ -206,11 +206,17 @@ class NodeCollector:
                                   value=metrics.offers)
         yield GaugeMetricFamily("qroute_event_subscribers", "EventService.Subscribe streams open",
                                 value=metrics.subscribers)
-        lag = GaugeMetricFamily("qroute_event_ring_events", "Events held in memory for subscribers, per account "
-                                "(a subscriber further behind than the ring's size is cut off)",
-                                labels=("account",))
+        ring = GaugeMetricFamily("qroute_event_ring_events", "Events held in memory for subscribers, per account "
+                                 "(a subscriber further behind than the ring's size is cut off)",
+                                 labels=("account",))
         for account_id, stream in list(self.node.events.streams.items()):
-            lag.add_metric([account_id], len(stream))
+            ring.add_metric([account_id], len(stream))
+        yield ring
+        lag = GaugeMetricFamily("qroute_event_subscriber_lag_events",
+                                "Events not yet sent to the account's furthest-behind subscriber",
+                                labels=("account",))
+        for account_id, behind in self.node.events.lag().items():
+            lag.add_metric([account_id], behind)
         yield lag
 
 

@@ -66,6 +66,7 @@ def test_metrics_after_a_call_flow(tmp_path):
                 await subscription.read()  # the first batch comes at once
                 text = (await http_get(served.running.metrics_port))[1]
                 assert value(text, "qroute_event_subscribers") == 1
+                assert value(text, f'qroute_event_subscriber_lag_events{{account="{account}"}}') == 0  # caught up
                 assert value(text, 'qroute_rpc_streams_open{method="EventService/Subscribe"}') == 1
                 subscription.cancel()
                 assert value(text, "qroute_events_published_total") > 10

@@ -126,8 +126,9 @@ def mutation(method):
     return handler
 
 
-def stream(method):
-    """A streaming RPC (async generator): ``method(self, request_or_iterator, context, principal)``."""
+def observed(method):
+    """Lets the observers see a streaming handler open, close, and end with
+    its code. ``stream`` uses it; so do the hand-written bidirectional streams."""
 
     name = rpc_name(method)
 
@@ -138,14 +139,11 @@ def stream(method):
         for observer in stream_observers:
             observer(name, 1)
         try:
-            principal = self.principal(context)
-            async for message in method(self, request, context, principal):
+            async for message in method(self, request, context):
                 yield message
         except BaseException as exc:
             code = _code_of(exc, context)
-            if _passthrough(exc):
-                raise
-            await abort(context, exc)
+            raise
         finally:
             for observer in stream_observers:
                 observer(name, -1)
@@ -153,6 +151,23 @@ def stream(method):
                 _observe(name, code, started, True)
 
     return handler
+
+
+def stream(method):
+    """A streaming RPC (async generator): ``method(self, request_or_iterator, context, principal)``."""
+
+    @functools.wraps(method)
+    async def authenticated(self, request, context):
+        try:
+            principal = self.principal(context)
+            async for message in method(self, request, context, principal):
+                yield message
+        except BaseException as exc:
+            if _passthrough(exc):
+                raise
+            await abort(context, exc)
+
+    return observed(authenticated)
 
 
 @contextlib.contextmanager

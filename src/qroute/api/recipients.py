@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from qroute.api import convert
-from qroute.api.common import Servicer, mutation, request_fields, unary
+from qroute.api.common import Servicer, mutation, observed, request_fields, unary
 from qroute.api.errors import abort, status_of
 from qroute.api.pages import page
 from qroute.api.settings import save_supervision
@@ -193,6 +193,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
 
     # ------------------------------------------------------------ Connect
 
+    @observed
     async def Connect(self, request_iterator, context):
         """The agent desktop: ``hello`` first, then offers arrive and commands
         go back; every command gets one reply carrying its ``command_id``. A

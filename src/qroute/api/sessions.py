@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from qroute.api import convert
-from qroute.api.common import Servicer, mutation, unary
+from qroute.api.common import Servicer, mutation, observed, unary
 from qroute.api.errors import abort
 from qroute.domain.enums import SessionState
 from qroute.errors import InvalidArgument
@@ -27,6 +27,7 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
     async def Enqueue(self, request, context, principal):
         return self._enqueue(self.floor(principal), request)
 
+    @observed
     async def EnqueueStream(self, request_iterator, context):
         """Answers in request order, each once durable; many share a commit.
         A bad request ends the stream with its status (earlier ones stand)."""

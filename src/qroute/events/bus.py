@@ -355,6 +355,8 @@ class EventBus:
         self._trimmer: asyncio.Task | None = None
         self.closed = False
         self.trimmed_below: dict[str, int] = {}  # account -> last TrimEvents bound written
+        # each open subscription -> (account, last sequence it was sent): for lag metrics
+        self.positions: dict[object, tuple[str, int]] = {}
         journal.listeners.append(self.publish)
 
     # ------------------------------------------------------------ publishing
@@ -434,6 +436,24 @@ class EventBus:
         raises ``SubscriberBehind``. Raises ``NotRetained`` if a replay meets
         trimmed storage, ``BusClosed`` at shutdown.
         """
+        token = object()
+        self.positions[token] = (account_id, cursor - 1)
+        try:
+            async for payload in self._batches(token, account_id, cursor, match, max_batch):
+                yield payload
+        finally:
+            del self.positions[token]
+
+    def lag(self) -> dict[str, int]:
+        """Per account, how many events its furthest-behind subscriber has not been sent."""
+        lags: dict[str, int] = {}
+        for account_id, last_sent in self.positions.values():
+            newest = self.journal.sequences.get(account_id, 0)
+            lags[account_id] = max(lags.get(account_id, 0), newest - last_sent)
+        return lags
+
+    async def _batches(self, token: object, account_id: str, cursor: int, match: Filter | None,
+                       max_batch: int) -> AsyncIterator[bytes]:
         stream = self.stream(account_id)
         loop = asyncio.get_running_loop()
         last_sent = cursor - 1  # through_sequence of the last batch taken
@@ -469,6 +489,7 @@ class EventBus:
             yield payload
             started, caught_up = True, False
             last_sent = through
+            self.positions[token] = (account_id, last_sent)
             last_sent_at = loop.time()
 
     async def _read_stored(self, stream: AccountStream, cursor: int, limit: int,
