@@ -249,13 +249,18 @@ async def enqueue_rounds(directory: Path, rounds: int, seconds: float) -> dict:
 
 # --- pytest-benchmark ----------------------------------------------------------------
 
-@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
-def test_startup_100k_waiting_sessions(benchmark, tmp_path, implementation):
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory) -> tuple[Path, str, str]:
+    """(data dir, admin key, account id) of a data dir holding SESSIONS waiting sessions."""
+    data_dir = tmp_path_factory.mktemp("startup") / "data"
     admin_key = new_key("admin")[1]
-    account_id = fill(tmp_path / "data", admin_key)
+    return data_dir, admin_key, fill(data_dir, admin_key)
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_startup_100k_waiting_sessions(benchmark, filled, implementation):
     samples = []
-    benchmark.pedantic(lambda: samples.append(time_startup(tmp_path / "data", admin_key, account_id,
-                                                           IMPLEMENTATIONS[implementation])),
+    benchmark.pedantic(lambda: samples.append(time_startup(*filled, IMPLEMENTATIONS[implementation])),
                        rounds=3, warmup_rounds=1)
     for key in samples[0]:
         benchmark.extra_info[f"{key}_median"] = statistics.median(s[key] for s in samples)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -77,6 +78,7 @@ class Floor:
         self._skill_index: dict[str, int] = {}
         self._seq = 0
         self._staffing = 0  # bumped whenever who serves which queue may have changed
+        self._ids = random.Random(uuid.uuid4().int)  # seeded from the OS: ids differ across restarts
         self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self.pass_requested = False
         self.agent_settings = AgentSettings()  # the account's defaults, codes and threshold profiles (seed 004)
@@ -182,7 +184,8 @@ class Floor:
         connected, its recipient busy on it since ``answered_at_ms`` (the
         stored call wins over a stored wrap-up). None when the queue is gone.
         It takes its place in the queue's line (``waiting_sessions``,
-        ``position``) at ``finish_restore``. O(log n)."""
+        ``position``) at ``finish_restore``. ``skills`` and ``properties``
+        dicts are kept, not copied (10^5 sessions restore). O(log n)."""
         queue = self.queues.get(queue_id)
         if queue is None:
             return None
@@ -190,8 +193,10 @@ class Floor:
             self._seq = seq
         session = LiveSession(id=session_id, queue_id=queue_id, seq=seq, priority=priority,
                               entered_at_ms=entered_at_ms, joined_at_ms=joined_at_ms, caller_number=caller_number,
-                              caller_name=caller_name, skills=dict(skills or {}),
-                              properties=dict(properties or {}), recipient_id=recipient_id,
+                              caller_name=caller_name,
+                              skills=skills if type(skills) is dict else dict(skills or {}),
+                              properties=properties if type(properties) is dict else dict(properties or {}),
+                              recipient_id=recipient_id,
                               queues_visited=list(queues_visited) or [queue_id],
                               estimated_wait_ms=estimated_wait_ms, answered_at_ms=answered_at_ms,
                               wait_ms=wait_ms, ring_ms=ring_ms, talk_ms=talk_ms, callback=callback)
@@ -663,7 +668,7 @@ class Floor:
         self._skill_levels(skills, "skills")
         now = self.clock.now_ms()
         self._seq += 1
-        session = LiveSession(id=session_id or uuid.uuid4().hex, queue_id=queue_id, seq=self._seq,
+        session = LiveSession(id=session_id or self._new_id(now), queue_id=queue_id, seq=self._seq,
                               priority=priority, entered_at_ms=now if entered_at_ms is None else entered_at_ms,
                               joined_at_ms=now, caller_number=caller_number, caller_name=caller_name,
                               skills=skills, properties=dict(properties or {}), callback=callback)
@@ -758,7 +763,7 @@ class Floor:
             session.ringing_since_ms = now
             queue.offering += 1
         ring_ms = queue.config.ring_timeout * 1000
-        offer = Offer(uuid.uuid4().hex, session, recipient, queue.id, now, ring_ms)
+        offer = Offer(self._new_id(now), session, recipient, queue.id, now, ring_ms)
         self.offers[offer.id] = offer
         session.offers[offer.id] = offer
         recipient.offer = offer
@@ -1015,6 +1020,11 @@ class Floor:
                     listener(event)
                 except Exception:  # a desktop's trouble must never break a pass half-applied
                     log.exception("agent listener of %s failed on %s", entity_id, type_)
+
+    def _new_id(self, now_ms: int) -> str:
+        """A unique id that sorts by creation time (48-bit ms, then 64 random bits):
+        stored rows keyed by it are appended in order, not scattered over the index."""
+        return f"{now_ms:012x}{self._ids.getrandbits(64):016x}"
 
     def _changed(self) -> None:
         if not self.pass_requested:

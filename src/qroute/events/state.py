@@ -19,6 +19,7 @@ documents back into the keyword arguments of ``Floor.restore_session`` and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -65,8 +66,7 @@ def state_ops(event: DomainEvent) -> list[Op]:
 #   current queue: its queue timeout counts from there), queues_visited,
 #   estimated_wait_ms, and unless empty, zero or false: caller_number,
 #   caller_name, skills, properties, callback, recipient_id, answered_at_ms,
-#   wait_ms, ring_ms, talk_ms. In memory only, while it rings:
-#   ringing_since_ms (no session is stored while ringing).
+#   wait_ms, ring_ms, talk_ms.
 #
 # A recipient's document (``recipient_states.doc``):
 #   logged_in, availability ("ready" | "away"), unavailable_code, forced_by,
@@ -95,11 +95,12 @@ _COUNTERS = ("calls_taken", "offers", "talk_ms", "idle_since_ms")
 
 
 class _Account:
-    __slots__ = ("sessions", "recipients")
+    __slots__ = ("sessions", "ringing", "recipients")
 
     def __init__(self) -> None:
-        self.sessions: dict[str, dict] = {}    # session id -> its stored document
-        self.recipients: dict[str, dict] = {}  # recipient id -> its stored document
+        self.sessions: dict[str, dict | str] = {}  # session id -> its stored document (or its JSON)
+        self.ringing: dict[str, int] = {}          # session id -> since when it rings (not stored)
+        self.recipients: dict[str, dict] = {}      # recipient id -> its stored document
 
 
 class LiveState:
@@ -160,13 +161,31 @@ class LiveState:
     def session_doc(self, account_id: str, session_id: str) -> dict | None:
         """The stored document of a live session (for tests and tools)."""
         account = self._accounts.get(account_id)
-        return account.sessions.get(session_id) if account else None
+        doc = account.sessions.get(session_id) if account else None
+        return json.loads(doc) if isinstance(doc, str) else doc
 
     def recipient_doc(self, account_id: str, recipient_id: str) -> dict | None:
         account = self._accounts.get(account_id)
         return account.recipients.get(recipient_id) if account else None
 
     # ------------------------------------------------------------ sessions
+    #
+    # A session's document is kept as the JSON its last PutLiveSession wrote
+    # (a third of the memory of the dict, and already encoded), and decoded
+    # when an event changes it; a dict until its first write, or as loaded.
+
+    @staticmethod
+    def _doc(account: _Account, session_id: str) -> dict | None:
+        doc = account.sessions.get(session_id)
+        if isinstance(doc, str):
+            doc = account.sessions[session_id] = json.loads(doc)
+        return doc
+
+    @staticmethod
+    def _put(account: _Account, event: DomainEvent, session_id: str, doc: dict) -> list[Op]:
+        op = PutLiveSession(event.account_id, session_id, doc)
+        account.sessions[session_id] = op.doc_json
+        return [op]
 
     @staticmethod
     def _session_created(account: _Account, event: DomainEvent) -> None:
@@ -183,40 +202,36 @@ class LiveState:
                 doc[key] = value
         account.sessions[event.entity_id] = doc
 
-    @staticmethod
-    def _session_joined(account: _Account, event: DomainEvent) -> list[Op] | None:
+    def _session_joined(self, account: _Account, event: DomainEvent) -> list[Op] | None:
         session_id = event.data["session_id"]
-        doc = account.sessions.get(session_id)
+        doc = self._doc(account, session_id)
         if doc is None:
             return None
         doc["queue_id"] = event.entity_id
         doc["state"] = "waiting"
         doc["joined_at_ms"] = event.time_ms
         doc["estimated_wait_ms"] = event.data["estimated_wait_ms"]
-        return [PutLiveSession(event.account_id, session_id, doc)]
+        return self._put(account, event, session_id, doc)
 
     @staticmethod
     def _session_offered(account: _Account, event: DomainEvent) -> None:
         # Not stored: a session ringing when the node stops waits again after
         # the restart, which its stored "waiting" already says.
-        doc = account.sessions.get(event.entity_id)
-        if doc is not None and "ringing_since_ms" not in doc:  # the first of its offers (ring_all)
-            doc["ringing_since_ms"] = event.time_ms
+        account.ringing.setdefault(event.entity_id, event.time_ms)  # its first offer (ring_all)
 
-    @staticmethod
-    def _session_requeued(account: _Account, event: DomainEvent) -> list[Op] | None:
-        doc = account.sessions.get(event.entity_id)
+    def _session_requeued(self, account: _Account, event: DomainEvent) -> list[Op] | None:
+        doc = self._doc(account, event.entity_id)
         if doc is None:
             return None
-        ringing_since = doc.pop("ringing_since_ms", 0)
+        ringing_since = account.ringing.pop(event.entity_id, 0)
         if ringing_since:
             doc["ring_ms"] = doc.get("ring_ms", 0) + event.time_ms - ringing_since
         doc["state"] = "waiting"
-        return [PutLiveSession(event.account_id, event.entity_id, doc)]
+        return self._put(account, event, event.entity_id, doc)
 
-    @staticmethod
-    def _session_connected(account: _Account, event: DomainEvent) -> list[Op] | None:
-        doc = account.sessions.get(event.entity_id)
+    def _session_connected(self, account: _Account, event: DomainEvent) -> list[Op] | None:
+        account.ringing.pop(event.entity_id, None)
+        doc = self._doc(account, event.entity_id)
         if doc is None:
             return None
         data = event.data
@@ -225,16 +240,14 @@ class LiveState:
         doc["answered_at_ms"] = event.time_ms
         doc["wait_ms"] = data["wait_ms"]
         doc["ring_ms"] = data["ring_ms"]
-        doc.pop("ringing_since_ms", None)
-        return [PutLiveSession(event.account_id, event.entity_id, doc)]
+        return self._put(account, event, event.entity_id, doc)
 
-    @staticmethod
-    def _session_transferred(account: _Account, event: DomainEvent) -> None:
+    def _session_transferred(self, account: _Account, event: DomainEvent) -> None:
         # Stored when it joins the new queue (queue.session_joined follows) or ends.
-        doc = account.sessions.get(event.entity_id)
+        ringing_since = account.ringing.pop(event.entity_id, 0)
+        doc = self._doc(account, event.entity_id)
         if doc is None:
             return
-        ringing_since = doc.pop("ringing_since_ms", 0)
         if doc["state"] == "connected":
             doc["talk_ms"] = doc.get("talk_ms", 0) + event.time_ms - doc["answered_at_ms"]
         elif ringing_since:
@@ -243,10 +256,11 @@ class LiveState:
         doc["queue_id"] = event.data["queue_id"]
         doc["queues_visited"].append(event.data["queue_id"])
 
-    @staticmethod
-    def _session_ended(account: _Account, event: DomainEvent) -> list[Op]:
+    def _session_ended(self, account: _Account, event: DomainEvent) -> list[Op]:
         data = event.data
-        doc = account.sessions.pop(event.entity_id, None) or {}
+        account.ringing.pop(event.entity_id, None)
+        doc = self._doc(account, event.entity_id) or {}
+        account.sessions.pop(event.entity_id, None)
         record = {key: doc[key] for key in ("caller_number", "caller_name", "priority", "skills", "properties",
                                             "callback", "seq", "joined_at_ms") if key in doc}
         record["answered_at_ms"] = data.get("answered_at_ms", doc.get("answered_at_ms", 0))
