@@ -61,3 +61,54 @@ def test_public_methods_agree():
     public = {name for name in dir(_reference.Dispatcher) if not name.startswith("_")}
     assert public <= set(dir(compiled))
     assert {"_check", "__len__"} <= set(dir(compiled))
+
+
+class _Level(int):
+    """An int subclass: the compiled fast path leaves it to the reference's checks."""
+
+
+class _Pairs:
+    """A Mapping-like object whose items() may repeat a skill."""
+
+    def __init__(self, *pairs):
+        self.pairs = pairs
+
+    def items(self):
+        return list(self.pairs)
+
+
+def test_enqueue_boundary_agrees():
+    import collections
+    import types
+
+    skills_cases = [
+        {}, {0: 0}, {255: 10}, {7: 3, 2: 1, 130: 5, 64: 0}, {True: 1}, {1: True}, {False: False},
+        {_Level(3): _Level(2)}, {3: _Level(0)}, {2**70: 1}, {-1: 0}, {256: 1}, {1: 11}, {1: -1},
+        {"1": 1}, {1.0: 1}, {1: 1.0}, {1: None}, None, [], [(1, 2)], "ab",
+        collections.OrderedDict([(5, 2), (1, 1)]), collections.defaultdict(int, {4: 4}),
+        types.MappingProxyType({9: 9, 8: 8}), _Pairs((1, 2), (1, 3)), _Pairs((1, 2), (300, 1)),
+        _Pairs((1,)), _Pairs((1, 2, 3)), dict.fromkeys(range(256), 10), {s: 1 for s in range(255, -1, -3)},
+    ]
+    # (not 2**31 - 1: valid, but the compiled arrays grow with the largest handle)
+    handles = [0, 1, True, _Level(5), 2**31, -1, 2**64, 1.0, "1", None, []]
+    twins = _twins(3)
+    twins.call("set_queue", 0, 6, 1000, 60_000)
+    for r, skills in enumerate([{}, {1: 3, 5: 2, 7: 3, 2: 1, 130: 5, 64: 1, 9: 9, 8: 8, 4: 4},
+                                dict.fromkeys(range(256), 10)]):
+        twins.call("add_recipient", r, skills)
+        twins.call("add_member", 0, r)
+    seq = 0
+    for case in skills_cases:
+        for handle in (100 + seq, handles[seq % len(handles)]):
+            twins.call("enqueue", handle, 0, seq % 3, seq, seq, case, seq)
+            seq += 1
+    for r in range(3):
+        twins.call("set_ready", r, True, seq)
+    for step in range(12):
+        twins.call("dispatch", seq + step)
+        offers = [(s, r) for r, rec in twins.ref._recipients.items() if rec.state == _reference.OFFERED
+                  for s in [rec.offer_session]]
+        for s, r in sorted(offers):
+            twins.call("accept", s, r, seq + step)
+            twins.call("hangup", r, seq + step)
+    twins.call("queue_order", 0)

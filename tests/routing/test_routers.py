@@ -371,3 +371,66 @@ def test_bad_input_is_refused_without_change(impl):
         d.remove_queue(0)
     assert len(d) == 1
     d._check()
+
+
+# A pass examines only what may have become matchable (see _reference's
+# module doc); these check the marks that are easy to get wrong.
+
+def test_caller_joining_ahead_of_a_group_is_examined(impl):
+    # s1 has s0's needs and priority but waited longer (entered_at kept from
+    # a transfer): it goes ahead of s0 and its wait allows tier 2, so it is
+    # served although s0, the group's head so far, was not.
+    d = impl()
+    d.set_queue(0, LINEAR, 20_000, HOUR, [(2_000, 2)])
+    d.add_recipient(0, {3: 5})
+    d.add_member(0, 0, 2)
+    d.set_ready(0, True, 0)
+    d.enqueue(0, 0, 0, 10_000, 0, {3: 1}, 10_000)
+    assert offers(d.dispatch(10_000)) == []
+    d._check()
+    d.enqueue(1, 0, 0, 7_000, 1, {3: 1}, 10_001)
+    d._check()
+    assert offers(d.dispatch(10_001)) == [(1, 0)]
+    d._check()
+
+
+def test_session_back_after_a_bounce_is_examined(impl):
+    # s0 (waited long: tier 2) rings r0, which bounces and goes away; s1 (same
+    # group, tier 1) failed meanwhile. Back at the head, s0 reaches r1 (tier 2),
+    # though no recipient became available.
+    d = impl()
+    d.set_queue(0, LINEAR, 1_000, HOUR, [(2_000, 2)])
+    d.add_recipient(0, {}, 1)
+    d.add_recipient(1)
+    d.add_member(0, 0, 2)
+    d.set_ready(0, True, 0)
+    d.enqueue(0, 0, 0, 0, 0, {}, 5_000)
+    assert offers(d.dispatch(5_000)) == [(0, 0)]
+    d.add_member(0, 1, 2)
+    d.set_ready(1, True, 5_000)
+    d.enqueue(1, 0, 0, 5_000, 1, {}, 5_000)
+    assert offers(d.dispatch(5_000)) == []  # s1 may use tier 1 only
+    d._check()
+    assert records(d.dispatch(6_000)) == [(MISSED, 0, 0, 0), (BOUNCED, 0, 0, 0), (OFFER, 0, 1, 0)]
+    d._check()
+
+
+def test_freed_recipient_serves_only_what_it_has_skills_for(impl):
+    # r0 frees up: only s1 (skill 2) is examined for it; s0 (skill 1) still
+    # waits, and is served when a recipient with skill 1 frees up.
+    d = impl()
+    d.set_queue(0, MOST_IDLE, 20_000, HOUR)
+    d.add_recipient(0, {2: 1})
+    d.add_recipient(1, {1: 1, 2: 1})
+    for r in (0, 1):
+        d.add_member(0, r)
+    d.enqueue(0, 0, 0, 0, 0, {1: 1}, 0)
+    d.enqueue(1, 0, 0, 1, 1, {2: 1}, 0)
+    assert offers(d.dispatch(0)) == []
+    d.set_ready(0, True, 10)
+    d._check()
+    assert offers(d.dispatch(10)) == [(1, 0)]
+    d.set_ready(1, True, 20)
+    d._check()
+    assert offers(d.dispatch(20)) == [(0, 1)]
+    d._check()

@@ -8,7 +8,7 @@
 # dispatcher allocates itself. Counts and positions stored as "slot" are
 # position + 1, so a zeroed struct means "not there".
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 
 # Values equal to the reference's module constants (prefixed: the unprefixed
@@ -42,7 +42,9 @@ cdef enum:
     C_MAX_LEVEL = 10
     C_RECORD_SIZE = 4
     SKILL_WORDS = 4          # 256 skills as 4 x uint64
+    INLINE_NEEDS = 4         # requirement pairs kept inside a ReqSet
     MAX_HANDLE = 0x7FFFFFFF
+    GIL_FREE_PASS = 16       # a pass with more dirty queues + groups releases the GIL
 
 cdef extern from *:
     """
@@ -64,11 +66,21 @@ cdef struct SkillNeed:
 
 cdef struct ReqSet:
     # An interned requirement set: the sorted (skill, level) pairs of the
-    # reference's _reqset_items, plus their skills as a bit mask.
+    # reference's _reqset_items, plus their skills as a bit mask. Up to
+    # INLINE_NEEDS pairs are kept in the struct (one cache line in all);
+    # read them through _pairs().
     uint64_t mask[SKILL_WORDS]
-    SkillNeed* needs
-    Py_ssize_t count
-    bint above_one              # some level > 1: levels must be compared
+    uint64_t hash               # of the pairs (_needs_hash)
+    SkillNeed* needs            # the pairs when more than INLINE_NEEDS, else NULL
+    int32_t count
+    uint8_t above_one           # some level > 1: levels must be compared
+    SkillNeed inline_needs[INLINE_NEEDS]
+
+cdef struct ReqSetTable:
+    # Requirement set ids by their pairs: open addressing, linear probing,
+    # load factor at most 1/2, never shrinks (ids are never freed); -1: empty.
+    int32_t* slots
+    Py_ssize_t size             # a power of 2
 
 cdef struct QueueRef:
     # One membership seen from the recipient: the queue and the member's
@@ -77,6 +89,8 @@ cdef struct QueueRef:
     int32_t member
 
 cdef struct Recipient:
+    # Ordered by use: the first 64 bytes are read by every event and pass
+    # that touches the recipient, the next 64 by calls and wrap-ups.
     uint8_t exists
     uint8_t ready
     uint8_t state               # ST_*
@@ -85,20 +99,20 @@ cdef struct Recipient:
     int32_t offer_session       # -1 unless state == ST_OFFERED
     int32_t offer_prev          # the session's other offered recipients,
     int32_t offer_next          # as a doubly linked list (-1 ends it)
+    int32_t queue_count
+    QueueRef* queues            # memberships, in no particular order
     uint64_t skill_mask[SKILL_WORDS]
     int64_t idle_since
     int64_t calls
     int64_t offers
     int64_t talk_ms
-    int64_t misses
-    int64_t bounce_limit
+    int64_t accepted_at
     int64_t guard_ms
     int64_t guard_until
+    int64_t misses
     int64_t ring_deadline
     int64_t wrapup_until
-    int64_t accepted_at
-    QueueRef* queues            # memberships, in no particular order
-    Py_ssize_t queue_count
+    int64_t bounce_limit
     Py_ssize_t queue_cap
     uint8_t levels[C_MAX_SKILLS]  # 0 where the skill is absent
 
@@ -107,10 +121,32 @@ cdef struct Member:
     int64_t order               # increasing in member order; the RR cursor's unit
     int32_t recipient
     uint8_t ready               # ready for this queue
+    uint8_t eligible            # the recipient's, mirrored so a scan of the members
+                                # reads only the free ones' Recipient structs
 
 cdef struct Rule:
     int64_t after_ms
     int64_t max_tier
+
+cdef struct Candidate:
+    # A group's head in a pass, ordered by (priority desc, entered_at, seq,
+    # session); with what trying it needs, so that needs no other struct.
+    int64_t priority
+    int64_t entered_at
+    int64_t seq
+    int32_t session
+    int32_t group
+    int32_t queue
+    int32_t reqset
+
+cdef struct LiveHead:
+    # A group with waiting sessions in its queue's list: its head as a pass's
+    # candidate, copied from the group whenever its head changes, and the
+    # first word of its requirement set's mask (wide: skills above 63 too),
+    # so collecting a queue's candidates reads this array only.
+    Candidate head
+    uint64_t needs0
+    uint8_t wide
 
 cdef struct Queue:
     uint8_t exists
@@ -127,10 +163,16 @@ cdef struct Queue:
     Member* members             # in member order
     Py_ssize_t member_count
     Py_ssize_t member_cap
-    int32_t* live_groups        # groups with waiting sessions, in no order
+    LiveHead* live              # groups with waiting sessions, in no order
     Py_ssize_t live_count
     Py_ssize_t live_cap
     Py_ssize_t dirty_slot       # position in the dirty list + 1; 0 when clean
+    # While dirty: the union of the skill masks of the recipients that became
+    # available to it (the groups they have the skills for are examined), or
+    # every group when examine_all is set (the reference's _ALL_SKILLS).
+    uint64_t arrivals[SKILL_WORDS]
+    uint8_t examine_all
+    uint8_t serving_mark        # listed in a pass's _serving (only during _match)
 
 cdef struct Entry:
     # A waiting session in its group, by (entered_at, seq); equal keys keep
@@ -143,15 +185,18 @@ cdef struct Group:
     # Sessions of one (queue, requirement set, priority), found through the
     # dispatcher's group table; freed when its last session leaves.
     int64_t priority
-    int64_t stamp               # when it last became live: the reference's dict order
+    int64_t max_entered         # no waiting session entered later (a bound, reset when
+                                # the group empties): a later caller goes last unsearched
     Entry* entries              # waiting sessions in [start, start + count)
     int32_t start
     int32_t count
     int32_t cap
     int32_t refs                # sessions of the group, waiting or under offer
-    int32_t live_slot           # position in the queue's live_groups + 1; 0 when empty
+    int32_t live_slot           # position in the queue's live list + 1; 0 when empty
+    int32_t dirty_slot          # position in the dirty group list + 1; 0 when clean
     int32_t queue
     int32_t reqset
+    uint32_t home               # its _group_hash, low bits (the table's probe start)
     uint8_t in_use
 
 cdef struct GroupTable:
@@ -162,6 +207,8 @@ cdef struct GroupTable:
     Py_ssize_t count
 
 cdef struct Session:
+    # Padded to 64 bytes: in the 64-byte aligned array each session is one
+    # cache line (at 48, every other one would straddle two).
     int64_t entered_at
     int64_t seq
     int64_t deadline
@@ -171,6 +218,7 @@ cdef struct Session:
     int32_t offer_count
     uint8_t exists
     uint8_t timeout_pending
+    uint8_t padding[22]
 
 cdef struct Timer:
     # A lazily invalidated timer: ordered by (at, a, b) like the reference's
@@ -183,11 +231,3 @@ cdef struct TimerHeap:
     Timer* items
     Py_ssize_t count
     Py_ssize_t cap
-
-cdef struct Candidate:
-    # A group's head in a pass: (priority desc, entered_at, seq, session).
-    int64_t priority
-    int64_t entered_at
-    int64_t seq
-    int32_t session
-    int32_t group

@@ -4,20 +4,27 @@
 The reference's docstrings are the specification; this module has the same
 class, methods, return types, exceptions (type and message), tie-breaks,
 random generator and counters, and returns identical results for any sequence
-of calls. It follows the same algorithm (dirty queues, groups of waiting
-sessions by (queue, requirement set, priority) skipped whole when their head
-finds no recipient, lazily invalidated timer heaps, expansion planning from
-group heads), with the state laid out for C (see ``_core.pxd``):
+of calls. It follows the same algorithm (dirty queues with the skill masks of
+the recipients that became available to them, dirty groups with a new head,
+groups of waiting sessions by (queue, requirement set, priority) skipped whole
+when their head finds no recipient, lazily invalidated timer heaps, expansion
+planning from group heads), with the state laid out for C (see ``_core.pxd``):
 
 * queues, recipients and sessions in arrays indexed by their handles, so
   memory grows with the largest handle in use;
 * skills as 4 x 64-bit masks, levels compared only when the mask covers;
 * per group, a sorted array of its waiting sessions; per queue, the groups
-  that have any;
-* a pass (``dispatch``) runs without the GIL and without touching a Python
-  object, collects its records in a C buffer and copies them into one
-  ``array('q')``. The one Python dict (requirement sets, interned) is used
-  only by ``enqueue``; groups are found through a C hash table.
+  that have any, each with a copy of its head (what a pass reads);
+* requirement sets interned and groups found through C hash tables; the
+  hot struct arrays 64-byte aligned, the structs laid out so what an event
+  reads shares a cache line, and the next lines of a chain requested ahead
+  (a pass under churn is bound by memory latency, not instructions);
+* ``enqueue`` checks its arguments in C when they are plain ints and dicts,
+  and with the reference's own functions otherwise (the same errors);
+* a pass (``dispatch``) runs without touching a Python object, collects its
+  records in a C buffer and copies them into one ``array('q')``; one that
+  examines many queues or groups runs without the GIL (releasing it costs
+  more than a short pass).
 
 A ``Dispatcher`` is not thread-safe, like the reference; a call made from
 another thread while a pass runs raises RuntimeError rather than corrupting it.
@@ -74,7 +81,12 @@ cdef class Dispatcher:
     arguments other than handles must fit in 64 bits.
     """
 
-    # Entities by handle.
+    # Entities by handle; these struct arrays and the groups' are 64-byte
+    # aligned inside their allocation (*_block: see _grow_aligned).
+    cdef void* _queue_block
+    cdef void* _recipient_block
+    cdef void* _session_block
+    cdef void* _group_block
     cdef Queue* _queues
     cdef Py_ssize_t _queue_cap
     cdef Recipient* _recipients
@@ -94,11 +106,16 @@ cdef class Dispatcher:
     cdef ReqSet* _reqsets
     cdef Py_ssize_t _reqset_count
     cdef Py_ssize_t _reqset_cap
-    cdef dict _reqset_ids  # sorted (skill, level) pairs -> reqset id
-    # Queues to examine at the next pass (a set: each queue knows its slot).
+    cdef ReqSetTable _reqset_table  # sorted (skill, level) pairs -> reqset id
+    # Queues to examine at the next pass (a set: each queue knows its slot),
+    # each with its arrival mask or examine_all; groups with a new head (each
+    # knows its slot too; a group leaves the list when it empties).
     cdef int32_t* _dirty
     cdef Py_ssize_t _dirty_count
     cdef Py_ssize_t _dirty_cap
+    cdef int32_t* _dirty_groups
+    cdef Py_ssize_t _dirty_group_count
+    cdef Py_ssize_t _dirty_group_cap
     # Timers.
     cdef TimerHeap _ring_heap  # (deadline, session, recipient)
     cdef TimerHeap _wrapup_heap  # (until, recipient)
@@ -110,6 +127,8 @@ cdef class Dispatcher:
     cdef Py_ssize_t _candidate_count
     cdef Py_ssize_t _candidate_cap
     cdef int32_t* _picked  # member positions; holds the largest queue's members
+    cdef int32_t* _serving  # queues with candidates in a pass; room for every queue
+    cdef Py_ssize_t _serving_cap
     cdef Py_ssize_t _picked_cap
     cdef int64_t* _out
     cdef Py_ssize_t _out_count
@@ -117,21 +136,21 @@ cdef class Dispatcher:
 
     cdef int64_t _eligible_total
     cdef int64_t _stamp
+    cdef int64_t* _group_stamps  # by group id: when it last became live (the reference's dict order)
+    cdef Py_ssize_t _group_stamp_cap
+    cdef int64_t _pass_ms  # the clock of the last pass (for _check)
     cdef uint64_t _rng_state
     cdef bint _busy  # a method is running: see _enter
     cdef readonly int64_t passes  # passes run so far
     cdef readonly int64_t matches  # offers made so far
 
     def __cinit__(self, *args, **kwargs):
-        self._reqset_ids = {}
-        self._queue_cap = 16
-        self._queues = <Queue*>PyMem_RawCalloc(<size_t>self._queue_cap, sizeof(Queue))
+        _grow_aligned(&self._queue_block, <void**>&self._queues, &self._queue_cap, 16, sizeof(Queue))
         self._dirty_cap = 16
         self._dirty = <int32_t*>PyMem_RawCalloc(<size_t>self._dirty_cap, sizeof(int32_t))
-        self._recipient_cap = 64
-        self._recipients = <Recipient*>PyMem_RawCalloc(<size_t>self._recipient_cap, sizeof(Recipient))
-        self._session_cap = 256
-        self._sessions = <Session*>PyMem_RawCalloc(<size_t>self._session_cap, sizeof(Session))
+        _grow_aligned(&self._recipient_block, <void**>&self._recipients, &self._recipient_cap, 64,
+                      sizeof(Recipient))
+        _grow_aligned(&self._session_block, <void**>&self._sessions, &self._session_cap, 256, sizeof(Session))
         self._picked_cap = 16
         self._picked = <int32_t*>PyMem_RawCalloc(<size_t>self._picked_cap, sizeof(int32_t))
         if (self._queues == NULL or self._dirty == NULL or self._recipients == NULL
@@ -147,7 +166,7 @@ cdef class Dispatcher:
             for i in range(self._queue_cap):
                 PyMem_RawFree(self._queues[i].rules)
                 PyMem_RawFree(self._queues[i].members)
-                PyMem_RawFree(self._queues[i].live_groups)
+                PyMem_RawFree(self._queues[i].live)
         if self._recipients != NULL:
             for i in range(self._recipient_cap):
                 PyMem_RawFree(self._recipients[i].queues)
@@ -157,16 +176,20 @@ cdef class Dispatcher:
         if self._reqsets != NULL:
             for i in range(self._reqset_count):
                 PyMem_RawFree(self._reqsets[i].needs)
-        PyMem_RawFree(self._queues)
-        PyMem_RawFree(self._recipients)
-        PyMem_RawFree(self._sessions)
-        PyMem_RawFree(self._groups)
+        PyMem_RawFree(self._queue_block)
+        PyMem_RawFree(self._recipient_block)
+        PyMem_RawFree(self._session_block)
+        PyMem_RawFree(self._group_block)
+        PyMem_RawFree(self._group_stamps)
         PyMem_RawFree(self._free_groups)
         PyMem_RawFree(self._group_table.slots)
         PyMem_RawFree(self._reqsets)
+        PyMem_RawFree(self._reqset_table.slots)
         PyMem_RawFree(self._dirty)
+        PyMem_RawFree(self._dirty_groups)
         PyMem_RawFree(self._candidates)
         PyMem_RawFree(self._picked)
+        PyMem_RawFree(self._serving)
         PyMem_RawFree(self._out)
         _timer_free(&self._ring_heap)
         _timer_free(&self._wrapup_heap)
@@ -228,7 +251,7 @@ cdef class Dispatcher:
             queue.rules = rules
             queue.rule_count = count
             queue.expansion_due_ms = NO_TIER_LIMIT
-            self._mark_dirty(<int32_t>qi)
+            self._mark_all(<int32_t>qi)
         finally:
             self._busy = False
 
@@ -247,7 +270,7 @@ cdef class Dispatcher:
             self._mark_clean(<int32_t>qi)
             PyMem_RawFree(queue.rules)
             PyMem_RawFree(queue.members)
-            PyMem_RawFree(queue.live_groups)
+            PyMem_RawFree(queue.live)
             memset(queue, 0, sizeof(Queue))
         finally:
             self._busy = False
@@ -285,6 +308,7 @@ cdef class Dispatcher:
                 member.order = queue.next_order
                 member.recipient = <int32_t>ri
                 member.ready = True
+                member.eligible = recipient.eligible
                 queue.next_order += 1
                 queue.member_count += 1
                 recipient.queues[recipient.queue_count].queue = <int32_t>qi
@@ -292,7 +316,7 @@ cdef class Dispatcher:
                 recipient.queue_count += 1
                 if recipient.eligible:
                     queue.free_count += 1
-            self._mark_dirty(<int32_t>qi)
+            self._mark_arrival(<int32_t>qi, recipient.skill_mask)
         finally:
             self._busy = False
 
@@ -334,7 +358,7 @@ cdef class Dispatcher:
             if self._recipients[ri].eligible:
                 queue.free_count += 1 if flag else -1
             if flag:
-                self._mark_dirty(<int32_t>qi)
+                self._mark_arrival(<int32_t>qi, self._recipients[ri].skill_mask)
         finally:
             self._busy = False
 
@@ -518,22 +542,46 @@ cdef class Dispatcher:
         """Session ``s`` waits in ``q``; its queue timeout counts from ``now_ms``.
 
         O(log n) plus, for a new requirement set, O(its skills)."""
-        cdef Py_ssize_t si, qi
+        cdef Py_ssize_t si, qi, count
         cdef int32_t reqset, group_id
         cdef Session* session
         cdef Queue* queue
+        cdef Group* group
+        cdef SkillNeed needs[C_MAX_SKILLS]
+        cdef long long guess
+        cdef uint64_t needs_hash = 0
+        cdef Py_ssize_t slot = -1
         self._enter()
         try:
-            _check_handle(s, "session")
-            si = s
+            si = _new_handle(s, "session")
+            # Cold lines in a chain (session; requirement set id; group; its
+            # last entry): ask for each as soon as its address is known. The
+            # reference checks the session, then the queue, then the skills:
+            # the fast path reads the skills first (it has no effect).
+            if si < self._session_cap:
+                _prefetch(&self._sessions[si])
+            _prefetch(&self._timeout_heap.items[self._timeout_heap.count])
+            if self._timeout_heap.count:  # the parent the push compares with
+                _prefetch(&self._timeout_heap.items[(self._timeout_heap.count - 1) >> 2])
+            count = _dict_needs(skills, needs)
+            if count >= 0:
+                needs_hash = _needs_hash(needs, count)
+                if self._group_table.size and _int_in(q, 0, MAX_HANDLE, &guess):
+                    slot = _group_hash(<int32_t>guess, needs_hash, priority) & (self._group_table.size - 1)
+                    _prefetch(&self._group_table.slots[slot])
             if si < self._session_cap and self._sessions[si].exists:
                 raise ValueError(f"session {s} already exists")
             qi = self._queue_index(q)
-            items = _skill_items(skills, "session skills")
-            found = self._reqset_ids.get(items)
-            reqset = self._intern_reqset(items) if found is None else found
+            if slot >= 0 and self._group_table.slots[slot] >= 0:
+                _prefetch(&self._groups[self._group_table.slots[slot]])  # most likely its group
+            # An existing group is found by its requirement pairs (no need for
+            # the requirement set's id first); a new one needs the id.
+            group_id = self._find_group(<int32_t>qi, needs, count, needs_hash, priority) if count >= 0 else -1
+            if group_id < 0:
+                reqset = self._intern_reqset(needs, count) if count >= 0 else self._reqset_of(skills)
+                group_id = self._group_for(<int32_t>qi, reqset, priority)
             self._reserve_session(si)
-            group_id = self._group_for(<int32_t>qi, reqset, priority)
+            group = &self._groups[group_id]
             queue = &self._queues[qi]
             session = &self._sessions[si]
             session.exists = True
@@ -545,7 +593,7 @@ cdef class Dispatcher:
             session.deadline = now_ms + queue.timeout_ms
             session.offer_head = -1
             session.offer_count = 0
-            self._groups[group_id].refs += 1
+            group.refs += 1
             self._session_count += 1
             queue.session_count += 1
             _timer_push(&self._timeout_heap, session.deadline, <int32_t>si, 0)
@@ -562,6 +610,8 @@ cdef class Dispatcher:
         self._enter()
         try:
             si = self._session_index(s)
+            _prefetch(&self._groups[self._sessions[si].group])  # both read below
+            _prefetch(&self._queues[self._sessions[si].queue].session_count)
             withdrawn = self._offered(<int32_t>si)
             if withdrawn:
                 for r in withdrawn:
@@ -632,7 +682,7 @@ cdef class Dispatcher:
             queue = &self._queues[qi]
             # The reference lists its groups in dict order (when each last became
             # non-empty) and sorts stably: equal keys keep that order.
-            groups = sorted([(self._groups[queue.live_groups[i]].stamp, queue.live_groups[i])
+            groups = sorted([(self._group_stamps[queue.live[i].head.group], queue.live[i].head.group)
                              for i in range(queue.live_count)])
             waiting = []
             for _, gid in groups:
@@ -654,7 +704,7 @@ cdef class Dispatcher:
             qi = self._queue_index(q)
             queue = &self._queues[qi]
             for i in range(queue.live_count):
-                total += self._groups[queue.live_groups[i]].count
+                total += self._groups[queue.live[i].head.group].count
             return total
         finally:
             self._busy = False
@@ -686,14 +736,19 @@ cdef class Dispatcher:
         """One pass at ``now_ms``: expiries, then offers (see the reference's
         module doc). Returns an ``array('q')`` of 4-int records.
 
-        O(due timers log n + examined groups log groups + matches x members).
+        O(due timers log n + examined groups log groups + (matches + examined
+        groups) x members).
         """
         cdef array.array records
         self._enter()
         try:
             self.passes += 1
+            self._pass_ms = now_ms
             self._out_count = 0
-            with nogil:
+            if self._dirty_count + self._dirty_group_count > GIL_FREE_PASS:
+                with nogil:  # a long pass: let other threads run meanwhile
+                    self._pass(now_ms)
+            elif self._has_work(now_ms):  # most passes have none at all
                 self._pass(now_ms)
             records = array.clone(_RECORDS, self._out_count, False)
             if self._out_count:
@@ -703,6 +758,13 @@ cdef class Dispatcher:
             return records
         finally:
             self._busy = False
+
+    cdef inline bint _has_work(self, int64_t now_ms) noexcept:
+        """A timer is due or something is to be examined."""
+        return (self._dirty_count or self._dirty_group_count
+                or _timer_due(&self._guard_heap, now_ms) or _timer_due(&self._ring_heap, now_ms)
+                or _timer_due(&self._wrapup_heap, now_ms) or _timer_due(&self._timeout_heap, now_ms)
+                or _timer_due(&self._expansion_heap, now_ms))
 
     cdef int _pass(self, int64_t now_ms) except -1 nogil:
         cdef Timer timer
@@ -717,101 +779,195 @@ cdef class Dispatcher:
                 queue = &self._queues[timer.a]
                 if queue.exists and queue.expansion_due_ms == timer.at:
                     queue.expansion_due_ms = NO_TIER_LIMIT
-                    self._mark_dirty(timer.a)
-        if self._dirty_count:
+                    self._mark_all(timer.a)
+        if self._dirty_count or self._dirty_group_count:
             self._match(now_ms)
         return 0
 
     cdef int _match(self, int64_t now_ms) except -1 nogil:
-        cdef Py_ssize_t i, j, k, picked
-        cdef int32_t qi, group_id, session
+        cdef Py_ssize_t i, j, k, picked, listed, marked = 0, serving = 0
+        cdef bint first, ordered
+        cdef int32_t qi, group_id, session, r
         cdef Queue* queue
+        cdef Queue* other
         cdef Group* group
+        cdef Recipient* recipient
         cdef Candidate top
-        # The dirty list does not change until the loop ends (offers only
-        # make recipients ineligible): it is also the list of examined queues.
+        # The dirty queue list does not change until the loop ends (offers
+        # only make recipients ineligible): it is also the list of examined
+        # queues. The dirty group list is emptied here. _serving lists the
+        # queues of the candidates (each once); ``serving`` counts those still
+        # marked, i.e. with a free member.
         self._candidate_count = 0
+        for i in range(self._dirty_count):
+            queue = &self._queues[self._dirty[i]]
+            if queue.free_count:  # read below: the heads now, the members if a head is tried
+                _prefetch_range(queue.live, <size_t>queue.live_count * sizeof(LiveHead))
+                _prefetch_range(queue.members, <size_t>queue.member_count * sizeof(Member))
         for i in range(self._dirty_count):
             queue = &self._queues[self._dirty[i]]
             if queue.free_count:
                 _grow(<void**>&self._candidates, &self._candidate_cap,
                       self._candidate_count + queue.live_count, sizeof(Candidate), False)
+                listed = self._candidate_count
                 for j in range(queue.live_count):
-                    group_id = queue.live_groups[j]
-                    self._set_candidate(&self._candidates[self._candidate_count], group_id)
-                    self._candidate_count += 1
-        _cand_heapify(self._candidates, self._candidate_count)
-        while self._candidate_count and self._eligible_total:
-            top = self._candidates[0]
-            self._candidate_count -= 1
-            if self._candidate_count:
-                self._candidates[0] = self._candidates[self._candidate_count]
-                _cand_sift_down(self._candidates, self._candidate_count, 0)
-            group = &self._groups[top.group]
-            qi = group.queue
+                    if _head_arrived(queue, &queue.live[j], self._reqsets):
+                        self._candidates[self._candidate_count] = queue.live[j].head
+                        self._candidate_count += 1
+                if self._candidate_count > listed:
+                    self._serving[marked] = self._dirty[i]
+                    marked += 1
+                    queue.serving_mark = True
+        _grow(<void**>&self._candidates, &self._candidate_cap,
+              self._candidate_count + self._dirty_group_count, sizeof(Candidate), False)
+        for i in range(self._dirty_group_count):
+            group_id = self._dirty_groups[i]
+            group = &self._groups[group_id]
+            queue = &self._queues[group.queue]
+            group.dirty_slot = 0
+            if queue.dirty_slot and self._arrived_for(queue, group.reqset):
+                continue  # listed above, or its queue has nobody free
+            if queue.free_count:
+                self._candidates[self._candidate_count] = queue.live[group.live_slot - 1].head
+                self._candidate_count += 1
+                if not queue.serving_mark:
+                    self._serving[marked] = group.queue
+                    marked += 1
+                    queue.serving_mark = True
+        self._dirty_group_count = 0
+        serving = marked
+        # Most passes end with their first candidate (a freed recipient takes
+        # it and its queues have nobody free left): take that one by a scan,
+        # and order the rest as a heap only if the pass goes on.
+        first = True
+        ordered = False  # the candidates form a heap
+        while self._candidate_count:
+            if first:
+                j = _cand_min(self._candidates, self._candidate_count)
+                top = self._candidates[j]
+                self._candidate_count -= 1
+                self._candidates[j] = self._candidates[self._candidate_count]
+                first = False
+            else:
+                if not ordered:
+                    _cand_heapify(self._candidates, self._candidate_count)
+                    ordered = True
+                top = self._candidates[0]
+                self._candidate_count -= 1
+                if self._candidate_count:
+                    self._candidates[0] = self._candidates[self._candidate_count]
+                    _cand_sift_down(self._candidates, self._candidate_count, 0)
+            qi = top.queue
             queue = &self._queues[qi]
             if not queue.free_count:
                 continue
             session = top.session
-            picked = self._select(qi, session, now_ms)
+            group = &self._groups[top.group]
+            _prefetch(group)  # popped below if a recipient is found
+            _prefetch(&self._sessions[session])
+            picked = self._select(qi, &self._reqsets[top.reqset], top.entered_at, now_ms)
             if not picked:
-                continue  # the group's later sessions need the same and waited less
+                # The group's later sessions need the same and waited less;
+                # look again when the head's wait reaches a tier expansion.
+                self._note_expansion(qi, _next_expansion(queue, top.entered_at, now_ms))
+                continue
+            _prefetch(&group.entries[group.start + 1])  # the next head, read below
             group.start += 1  # pop the head
             group.count -= 1
             if group.count == 0:
                 group.start = 0
             for k in range(picked):
-                self._make_offer(session, queue.members[self._picked[k]].recipient, qi, now_ms)
+                r = queue.members[self._picked[k]].recipient
+                self._make_offer(session, r, qi, now_ms)
+                recipient = &self._recipients[r]
+                for j in range(recipient.queue_count):
+                    other = &self._queues[recipient.queues[j].queue]
+                    if other.serving_mark and not other.free_count:  # the offer took its last free member
+                        other.serving_mark = False
+                        serving -= 1
             if group.count:
                 # Room for it: the pop freed a slot.
-                self._set_candidate(&self._candidates[self._candidate_count], top.group)
+                self._set_head(top.group)
+                self._candidates[self._candidate_count] = queue.live[group.live_slot - 1].head
                 self._candidate_count += 1
-                _cand_sift_up(self._candidates, self._candidate_count - 1)
+                if ordered:
+                    _cand_sift_up(self._candidates, self._candidate_count - 1)
             else:
                 self._unlive(top.group)
+            if not serving:
+                break  # every candidate left would be skipped: nobody free in its queue
+        for i in range(marked):
+            self._queues[self._serving[i]].serving_mark = False
         for i in range(self._dirty_count):
-            self._plan_expansion(self._dirty[i], now_ms)
-        for i in range(self._dirty_count):
-            self._queues[self._dirty[i]].dirty_slot = 0
+            queue = &self._queues[self._dirty[i]]
+            if queue.examine_all:
+                self._plan_expansion(self._dirty[i], now_ms)
+            queue.dirty_slot = 0
+            queue.examine_all = False
+            memset(queue.arrivals, 0, sizeof(queue.arrivals))
         self._dirty_count = 0
         return 0
 
-    cdef inline void _set_candidate(self, Candidate* cand, int32_t group_id) noexcept nogil:
-        cdef Group* group = &self._groups[group_id]
-        cdef Entry* head = &group.entries[group.start]
-        cand.priority = group.priority
-        cand.entered_at = head.entered_at
-        cand.seq = head.seq
-        cand.session = head.session
-        cand.group = group_id
+    cdef inline bint _arrived_for(self, const Queue* queue, int32_t reqset) noexcept nogil:
+        """A dirty queue examines the group: some recipient that became
+        available to it has every skill the group needs (or examine_all).
+        _head_arrived is the same test on a live head."""
+        cdef const uint64_t* needs = self._reqsets[reqset].mask
+        return ((needs[0] & ~queue.arrivals[0]) | (needs[1] & ~queue.arrivals[1])
+                | (needs[2] & ~queue.arrivals[2]) | (needs[3] & ~queue.arrivals[3])) == 0
 
-    cdef Py_ssize_t _select(self, int32_t qi, int32_t s, int64_t now_ms) noexcept nogil:
-        """Put the members ``s`` is offered to (positions) in ``_picked`` and
-        return how many, by the queue's router."""
-        cdef Queue* queue = &self._queues[qi]
-        cdef Session* session = &self._sessions[s]
-        cdef ReqSet* needs = &self._reqsets[self._groups[session.group].reqset]
-        cdef int64_t max_tier = _allowed_tier(queue, session.entered_at, now_ms)
+    cdef inline void _set_head(self, int32_t group_id) noexcept nogil:
+        """Copy the live group's head into its queue's list (after it changed)."""
+        cdef Group* group = &self._groups[group_id]
+        cdef Entry* entry = &group.entries[group.start]
+        cdef LiveHead* live = &self._queues[group.queue].live[group.live_slot - 1]
+        live.head.priority = group.priority
+        live.head.entered_at = entry.entered_at
+        live.head.seq = entry.seq
+        live.head.session = entry.session
+        live.head.group = group_id
+        live.head.queue = group.queue
+        live.head.reqset = group.reqset
+        live.needs0 = self._reqsets[group.reqset].mask[0]
+        live.wide = (self._reqsets[group.reqset].mask[1] | self._reqsets[group.reqset].mask[2]
+                     | self._reqsets[group.reqset].mask[3]) != 0
+
+    cdef Py_ssize_t _candidates_of(self, const Queue* queue, const ReqSet* needs,
+                                   int64_t max_tier) noexcept nogil:
+        """Put the members of ``queue`` that could serve a session with
+        ``needs`` now at tier at most ``max_tier``, those of the lowest tier
+        (positions, in member order), in ``_picked``; return how many."""
         cdef int64_t best_tier = NO_TIER_LIMIT
-        cdef Py_ssize_t i, count = 0, chosen
-        cdef Member* member
-        cdef Recipient* recipient
+        cdef Py_ssize_t i, count = 0
+        cdef const Member* member
         cdef int32_t* picked = self._picked
-        cdef uint64_t value
-        cdef int64_t metric, best_metric = 0, idle, best_idle = 0
-        cdef int router
         for i in range(queue.member_count):
             member = &queue.members[i]
-            if not member.ready or member.tier > max_tier or member.tier > best_tier:
+            if (not member.ready or not member.eligible or member.tier > max_tier
+                    or member.tier > best_tier):
                 continue
-            recipient = &self._recipients[member.recipient]
-            if not recipient.eligible or not _covers(recipient, needs):
+            if not _covers(&self._recipients[member.recipient], needs):
                 continue
             if member.tier < best_tier:
                 best_tier = member.tier
                 count = 0
             picked[count] = <int32_t>i
             count += 1
+        return count
+
+    cdef Py_ssize_t _select(self, int32_t qi, const ReqSet* needs, int64_t entered_at,
+                            int64_t now_ms) noexcept nogil:
+        """Put the members a session with ``needs`` that entered at
+        ``entered_at`` is offered to (positions) in ``_picked`` and return how
+        many, by the queue's router."""
+        cdef Queue* queue = &self._queues[qi]
+        cdef Py_ssize_t i, count, chosen
+        cdef Recipient* recipient
+        cdef int32_t* picked = self._picked
+        cdef uint64_t value
+        cdef int64_t metric, best_metric = 0, idle, best_idle = 0
+        cdef int router
+        count = self._candidates_of(queue, needs, _allowed_tier(queue, entered_at, now_ms))
         if count == 0:
             return 0
         router = queue.router
@@ -844,22 +1000,16 @@ cdef class Dispatcher:
 
     cdef int _plan_expansion(self, int32_t qi, int64_t now_ms) except -1 nogil:
         """Remember when the next group head's wait reaches a rule, so the
-        queue is examined again then."""
+        queue is examined again then (after a pass examined all its groups)."""
         cdef Queue* queue = &self._queues[qi]
-        cdef Group* group
-        cdef int64_t due = NO_TIER_LIMIT, entered, at
-        cdef Py_ssize_t i, j
+        cdef int64_t due = NO_TIER_LIMIT, at
+        cdef Py_ssize_t i
         if not queue.rule_count:
             return 0
         for i in range(queue.live_count):
-            group = &self._groups[queue.live_groups[i]]
-            entered = group.entries[group.start].entered_at
-            for j in range(queue.rule_count):
-                at = entered + queue.rules[j].after_ms
-                if at > now_ms:
-                    if at < due:
-                        due = at
-                    break
+            at = _next_expansion(queue, queue.live[i].head.entered_at, now_ms)
+            if at < due:
+                due = at
         queue.expansion_due_ms = NO_TIER_LIMIT
         self._note_expansion(qi, due)
         return 0
@@ -1017,48 +1167,134 @@ cdef class Dispatcher:
 
     cdef int _reserve_queue(self, Py_ssize_t qi) except -1:
         _grow(<void**>&self._dirty, &self._dirty_cap, qi + 1, sizeof(int32_t), False)
-        _grow(<void**>&self._queues, &self._queue_cap, qi + 1, sizeof(Queue), True)
+        _grow(<void**>&self._serving, &self._serving_cap, qi + 1, sizeof(int32_t), False)
+        _grow_aligned(&self._queue_block, <void**>&self._queues, &self._queue_cap, qi + 1, sizeof(Queue))
         return 0
 
     cdef int _reserve_recipient(self, Py_ssize_t ri) except -1:
-        _grow(<void**>&self._recipients, &self._recipient_cap, ri + 1, sizeof(Recipient), True)
+        _grow_aligned(&self._recipient_block, <void**>&self._recipients, &self._recipient_cap, ri + 1,
+                      sizeof(Recipient))
         return 0
 
     cdef int _reserve_session(self, Py_ssize_t si) except -1:
-        _grow(<void**>&self._sessions, &self._session_cap, si + 1, sizeof(Session), True)
+        _grow_aligned(&self._session_block, <void**>&self._sessions, &self._session_cap, si + 1,
+                      sizeof(Session))
         return 0
 
-    cdef int32_t _intern_reqset(self, tuple items) except -1:
+    cdef int32_t _reqset_of(self, skills) except -1:
+        """The interned requirement set of a session's ``skills``, checked
+        as the reference does. O(skills) (a hash lookup)."""
+        cdef SkillNeed buffer[C_MAX_SKILLS]
+        cdef SkillNeed* needs = buffer
+        cdef Py_ssize_t i, count = _dict_needs(skills, buffer)
+        if count >= 0:
+            return self._intern_reqset(needs, count)
+        items = _skill_items(skills, "session skills")
+        count = len(items)  # a Mapping other than a dict may repeat a skill
+        if count > C_MAX_SKILLS:
+            needs = <SkillNeed*>PyMem_RawMalloc(<size_t>count * sizeof(SkillNeed))
+            if needs == NULL:
+                raise MemoryError()
+        try:
+            for i in range(count):
+                needs[i].skill = <uint8_t>items[i][0]
+                needs[i].level = <uint8_t>items[i][1]
+            return self._intern_reqset(needs, count)
+        finally:
+            if needs != buffer:
+                PyMem_RawFree(needs)
+
+    cdef Py_ssize_t _reqset_slot(self, const SkillNeed* needs, Py_ssize_t count,
+                                 uint64_t hash) noexcept nogil:
+        """The table slot holding that requirement set's id, or the empty
+        slot where it would go (the table must have one)."""
+        cdef const ReqSetTable* table = &self._reqset_table
+        cdef Py_ssize_t mask = table.size - 1
+        cdef Py_ssize_t slot = <Py_ssize_t>(hash & <uint64_t>mask)
+        cdef const ReqSet* reqset
+        while table.slots[slot] >= 0:
+            reqset = &self._reqsets[table.slots[slot]]
+            if reqset.hash == hash and reqset.count == count and _same_needs(_pairs(reqset), needs, count):
+                break
+            slot = (slot + 1) & mask
+        return slot
+
+    cdef int32_t _intern_reqset(self, const SkillNeed* needs, Py_ssize_t count) except -1:
+        """The id of the requirement set ``needs`` (sorted pairs), added if new."""
+        cdef ReqSetTable* table = &self._reqset_table
+        cdef uint64_t hash = _needs_hash(needs, count)
+        cdef Py_ssize_t i, slot, mask
         cdef ReqSet* reqset
-        cdef Py_ssize_t i, count = len(items)
-        cdef int skill, level
+        cdef int32_t* old_slots
+        if (self._reqset_count + 1) * 2 > table.size:  # room for one more at load <= 1/2
+            old_slots = table.slots
+            table.slots = <int32_t*>PyMem_RawMalloc(<size_t>(table.size * 2 if table.size else 16)
+                                                    * sizeof(int32_t))
+            if table.slots == NULL:
+                table.slots = old_slots
+                raise MemoryError()
+            PyMem_RawFree(old_slots)
+            table.size = table.size * 2 if table.size else 16
+            memset(table.slots, 0xFF, <size_t>table.size * sizeof(int32_t))  # all -1
+            mask = table.size - 1
+            for i in range(self._reqset_count):
+                slot = <Py_ssize_t>(self._reqsets[i].hash & <uint64_t>mask)
+                while table.slots[slot] >= 0:
+                    slot = (slot + 1) & mask
+                table.slots[slot] = <int32_t>i
+        slot = self._reqset_slot(needs, count, hash)
+        if table.slots[slot] >= 0:
+            return table.slots[slot]
         _grow(<void**>&self._reqsets, &self._reqset_cap, self._reqset_count + 1, sizeof(ReqSet), True)
         reqset = &self._reqsets[self._reqset_count]
         memset(reqset, 0, sizeof(ReqSet))
-        if count:
+        if count > INLINE_NEEDS:
             reqset.needs = <SkillNeed*>PyMem_RawMalloc(<size_t>count * sizeof(SkillNeed))
             if reqset.needs == NULL:
                 raise MemoryError()
+        reqset.count = <int32_t>count  # before _pairs, which it selects
+        memcpy(<SkillNeed*>_pairs(reqset), needs, <size_t>count * sizeof(SkillNeed))
         for i in range(count):
-            skill = items[i][0]
-            level = items[i][1]
-            reqset.needs[i].skill = <uint8_t>skill
-            reqset.needs[i].level = <uint8_t>level
-            reqset.mask[skill >> 6] |= (<uint64_t>1) << (skill & 63)
-            if level > 1:
+            reqset.mask[needs[i].skill >> 6] |= (<uint64_t>1) << (needs[i].skill & 63)
+            if needs[i].level > 1:
                 reqset.above_one = True
-        reqset.count = count
-        self._reqset_ids[items] = self._reqset_count
+        reqset.hash = hash
+        table.slots[slot] = <int32_t>self._reqset_count
         self._reqset_count += 1
         return <int32_t>(self._reqset_count - 1)
+
+    cdef int32_t _find_group(self, int32_t qi, const SkillNeed* needs, Py_ssize_t count,
+                             uint64_t needs_hash, int64_t priority) noexcept nogil:
+        """The existing group of (queue, the requirement set of ``needs``,
+        priority), or -1. O(1). Asks for the group's last entry as soon as
+        the group is found (enqueue compares with it next)."""
+        cdef const GroupTable* table = &self._group_table
+        cdef uint32_t home = _group_hash(qi, needs_hash, priority)
+        cdef Py_ssize_t mask = table.size - 1, slot
+        cdef Group* group
+        cdef const ReqSet* reqset
+        if not table.size:
+            return -1
+        slot = <Py_ssize_t>(home & <uint64_t>mask)
+        while table.slots[slot] >= 0:
+            group = &self._groups[table.slots[slot]]
+            if group.home == home and group.queue == qi and group.priority == priority:
+                if group.count:
+                    _prefetch(&group.entries[group.start + group.count - 1])
+                reqset = &self._reqsets[group.reqset]
+                if reqset.hash == needs_hash and reqset.count == count and _same_needs(_pairs(reqset), needs, count):
+                    return table.slots[slot]
+            slot = (slot + 1) & mask
+        return -1
 
     cdef int32_t _group_for(self, int32_t qi, int32_t reqset, int64_t priority) except -1:
         """The group of (queue, requirement set, priority), created if needed. O(1)."""
         cdef int32_t group_id
         cdef Py_ssize_t slot
         cdef Group* group
+        cdef uint32_t home = _group_hash(qi, self._reqsets[reqset].hash, priority)
         if self._group_table.size:
-            slot = _table_slot(&self._group_table, self._groups, qi, reqset, priority)
+            slot = _table_slot(&self._group_table, self._groups, qi, reqset, priority, home)
             if self._group_table.slots[slot] >= 0:
                 return self._group_table.slots[slot]
         _table_reserve(&self._group_table, self._groups, self._group_table.count + 1)
@@ -1066,9 +1302,14 @@ cdef class Dispatcher:
             self._free_group_count -= 1
             group_id = self._free_groups[self._free_group_count]
         else:
-            _grow(<void**>&self._groups, &self._group_cap, self._group_used + 1, sizeof(Group), True)
+            _grow_aligned(&self._group_block, <void**>&self._groups, &self._group_cap, self._group_used + 1,
+                          sizeof(Group))
             _grow(<void**>&self._free_groups, &self._free_group_cap, self._group_used + 1,
                   sizeof(int32_t), False)
+            _grow(<void**>&self._dirty_groups, &self._dirty_group_cap, self._group_used + 1,
+                  sizeof(int32_t), False)
+            _grow(<void**>&self._group_stamps, &self._group_stamp_cap, self._group_used + 1,
+                  sizeof(int64_t), False)
             group_id = <int32_t>self._group_used
             self._group_used += 1
         group = &self._groups[group_id]
@@ -1077,7 +1318,8 @@ cdef class Dispatcher:
         group.queue = qi
         group.reqset = reqset
         group.priority = priority
-        slot = _table_slot(&self._group_table, self._groups, qi, reqset, priority)
+        group.home = home
+        slot = _table_slot(&self._group_table, self._groups, qi, reqset, priority, home)
         self._group_table.slots[slot] = group_id
         self._group_table.count += 1
         return group_id
@@ -1173,38 +1415,39 @@ cdef class Dispatcher:
         cdef Session* session = &self._sessions[s]
         cdef Group* group = &self._groups[session.group]
         cdef Queue* queue = &self._queues[session.queue]
-        cdef Py_ssize_t j
         if group.count == 0:
             # Like the reference creating the group anew: last in dict order.
-            _grow(<void**>&queue.live_groups, &queue.live_cap, queue.live_count + 1, sizeof(int32_t), False)
-            queue.live_groups[queue.live_count] = session.group
+            _grow(<void**>&queue.live, &queue.live_cap, queue.live_count + 1, sizeof(LiveHead), False)
             queue.live_count += 1
-            group.live_slot = queue.live_count
+            group.live_slot = <int32_t>queue.live_count
             self._stamp += 1
-            group.stamp = self._stamp
-        _entries_insert(group, session.entered_at, session.seq, s)
-        self._mark_dirty(session.queue)
-        for j in range(queue.rule_count):
-            self._note_expansion(session.queue, session.entered_at + queue.rules[j].after_ms)
+            self._group_stamps[session.group] = self._stamp
+        if _entries_insert(group, session.entered_at, session.seq, s) == group.start:
+            self._set_head(session.group)
+            self._mark_group(session.group)  # a new head
         return 0
 
     cdef void _unwait(self, int32_t s) noexcept nogil:
         cdef Session* session = &self._sessions[s]
         cdef Group* group = &self._groups[session.group]
-        _entries_remove_at(group, _entries_find(group, session.entered_at, session.seq, s))
+        cdef Py_ssize_t pos = _entries_find(group, session.entered_at, session.seq, s)
+        cdef bint was_head = pos == group.start
+        _entries_remove_at(group, pos)
         if group.count == 0:
             self._unlive(session.group)
+        elif was_head:
+            self._set_head(session.group)
 
     cdef void _unlive(self, int32_t group_id) noexcept nogil:
         """The group has no waiting session left: off its queue's list."""
         cdef Group* group = &self._groups[group_id]
         cdef Queue* queue = &self._queues[group.queue]
         cdef Py_ssize_t pos = group.live_slot - 1
-        cdef int32_t last = queue.live_groups[queue.live_count - 1]
-        queue.live_groups[pos] = last
-        self._groups[last].live_slot = pos + 1
+        queue.live[pos] = queue.live[queue.live_count - 1]
+        self._groups[queue.live[pos].head.group].live_slot = <int32_t>(pos + 1)
         queue.live_count -= 1
         group.live_slot = 0
+        self._unmark_group(group_id)
 
     cdef void _forget(self, int32_t s) noexcept nogil:
         cdef Session* session = &self._sessions[s]
@@ -1216,7 +1459,7 @@ cdef class Dispatcher:
         if group.refs == 0:  # no session left, waiting or under offer: free it
             _table_remove(&self._group_table, self._groups,
                           _table_slot(&self._group_table, self._groups, group.queue, group.reqset,
-                                      group.priority))
+                                      group.priority, group.home))
             PyMem_RawFree(group.entries)
             memset(group, 0, sizeof(Group))
             self._free_groups[self._free_group_count] = session.group
@@ -1240,13 +1483,14 @@ cdef class Dispatcher:
         return 0
 
     cdef void _touch(self, int32_t r) noexcept nogil:
-        """Re-derive eligibility and mark the recipient's queues for the next pass."""
+        """Re-derive eligibility; an eligible recipient makes the groups it
+        has the skills for in each of its queues worth examining."""
         cdef Recipient* recipient = &self._recipients[r]
         cdef Py_ssize_t k
         self._refresh(r)
         if recipient.eligible:
             for k in range(recipient.queue_count):
-                self._mark_dirty(recipient.queues[k].queue)
+                self._mark_arrival(recipient.queues[k].queue, recipient.skill_mask)
 
     cdef void _refresh(self, int32_t r) noexcept nogil:
         cdef Recipient* recipient = &self._recipients[r]
@@ -1254,14 +1498,21 @@ cdef class Dispatcher:
         cdef int step
         cdef Py_ssize_t k
         cdef QueueRef* ref
+        cdef Member* member
         if eligible == recipient.eligible:
             return
         recipient.eligible = eligible
         step = 1 if eligible else -1
         self._eligible_total += step
+        for k in range(recipient.queue_count):  # the lines written below, all at once
+            ref = &recipient.queues[k]
+            _prefetch(&self._queues[ref.queue].free_count)
+            _prefetch(&self._queues[ref.queue].members[ref.member])
         for k in range(recipient.queue_count):
             ref = &recipient.queues[k]
-            if self._queues[ref.queue].members[ref.member].ready:
+            member = &self._queues[ref.queue].members[ref.member]
+            member.eligible = eligible
+            if member.ready:
                 self._queues[ref.queue].free_count += step
 
     cdef inline void _mark_dirty(self, int32_t qi) noexcept nogil:
@@ -1271,6 +1522,42 @@ cdef class Dispatcher:
             self._dirty[self._dirty_count] = qi
             self._dirty_count += 1
             queue.dirty_slot = self._dirty_count
+
+    cdef void _mark_all(self, int32_t qi) noexcept nogil:
+        """Every group of queue ``qi`` is examined at the next pass."""
+        cdef Queue* queue = &self._queues[qi]
+        self._mark_dirty(qi)
+        queue.examine_all = True
+        memset(queue.arrivals, 0xFF, sizeof(queue.arrivals))
+
+    cdef inline void _mark_arrival(self, int32_t qi, const uint64_t* skill_mask) noexcept nogil:
+        """A recipient with ``skill_mask`` became available to queue ``qi``."""
+        cdef Queue* queue = &self._queues[qi]
+        self._mark_dirty(qi)
+        queue.arrivals[0] |= skill_mask[0]
+        queue.arrivals[1] |= skill_mask[1]
+        queue.arrivals[2] |= skill_mask[2]
+        queue.arrivals[3] |= skill_mask[3]
+
+    cdef inline void _mark_group(self, int32_t group_id) noexcept nogil:
+        # The list has room for every group id (_group_for).
+        cdef Group* group = &self._groups[group_id]
+        if not group.dirty_slot:
+            self._dirty_groups[self._dirty_group_count] = group_id
+            self._dirty_group_count += 1
+            group.dirty_slot = <int32_t>self._dirty_group_count
+
+    cdef void _unmark_group(self, int32_t group_id) noexcept nogil:
+        cdef Group* group = &self._groups[group_id]
+        cdef Py_ssize_t pos = group.dirty_slot - 1
+        cdef int32_t last
+        if not group.dirty_slot:
+            return
+        last = self._dirty_groups[self._dirty_group_count - 1]
+        self._dirty_groups[pos] = last
+        self._groups[last].dirty_slot = <int32_t>(pos + 1)
+        self._dirty_group_count -= 1
+        group.dirty_slot = 0
 
     cdef void _mark_clean(self, int32_t qi) noexcept nogil:
         cdef Queue* queue = &self._queues[qi]
@@ -1283,6 +1570,8 @@ cdef class Dispatcher:
         self._queues[last].dirty_slot = pos + 1
         self._dirty_count -= 1
         queue.dirty_slot = 0
+        queue.examine_all = False
+        memset(queue.arrivals, 0, sizeof(queue.arrivals))
 
     # -------------------------------------------------------------- invariants
 
@@ -1302,6 +1591,8 @@ cdef class Dispatcher:
         cdef Group* group
         cdef Member* member
         cdef int32_t x
+        cdef int64_t at
+        expansions = _heap_items(&self._expansion_heap)
         eligible_total = 0
         sessions_per_queue = {}
         refs_per_group = {}
@@ -1373,6 +1664,7 @@ cdef class Dispatcher:
                 recipient = &self._recipients[member.recipient]
                 _require(recipient.exists, "queue {} member {} exists", (q, member.recipient,))
                 _require(_member_of(recipient, <int32_t>q) == i, "queue {} member {} ref", (q, member.recipient,))
+                _require(member.eligible == recipient.eligible, "queue {} member {} eligible", (q, member.recipient,))
                 if member.ready and recipient.eligible:
                     free += 1
                 if i:
@@ -1382,15 +1674,37 @@ cdef class Dispatcher:
             _require(sessions_per_queue.get(q, 0) == queue.session_count, "queue {} session count", (q,))
             if queue.dirty_slot:
                 _require(self._dirty[queue.dirty_slot - 1] == q, "queue {} dirty slot", (q,))
+            else:
+                _require(not queue.examine_all and not (queue.arrivals[0] | queue.arrivals[1]
+                                                        | queue.arrivals[2] | queue.arrivals[3]),
+                         "queue {} clean with arrivals", (q,))
+            _require(not queue.serving_mark, "queue {} serving mark", (q,))
+            if queue.examine_all:
+                _require(queue.arrivals[0] == queue.arrivals[1] == queue.arrivals[2] == queue.arrivals[3]
+                         == <uint64_t>0xFFFFFFFFFFFFFFFFULL, "queue {} examine_all mask", (q,))
+            if queue.expansion_due_ms < NO_TIER_LIMIT:
+                _require((queue.expansion_due_ms, q, 0) in expansions, "queue {} expansion", (q,))
             for i in range(queue.live_count):
-                group = &self._groups[queue.live_groups[i]]
+                group = &self._groups[queue.live[i].head.group]
                 _require(group.in_use and group.queue == q and group.live_slot == i + 1,
                          "queue {} live group", (q,))
+                _require(queue.live[i].head.reqset == group.reqset and queue.live[i].head.queue == q
+                         and queue.live[i].needs0 == self._reqsets[group.reqset].mask[0]
+                         and queue.live[i].wide == ((self._reqsets[group.reqset].mask[1]
+                                                     | self._reqsets[group.reqset].mask[2]
+                                                     | self._reqsets[group.reqset].mask[3]) != 0)
+                         and _head_arrived(queue, &queue.live[i], self._reqsets)
+                         == self._arrived_for(queue, group.reqset)
+                         and queue.live[i].head.priority == group.priority
+                         and queue.live[i].head.entered_at == group.entries[group.start].entered_at
+                         and queue.live[i].head.seq == group.entries[group.start].seq
+                         and queue.live[i].head.session == group.entries[group.start].session,
+                         "queue {} live head of group {}", (q, queue.live[i].head.group,))
                 _require(group.count > 0, "queue {} empty group", (q,))
                 grouped += group.count
                 for j in range(group.start, group.start + group.count):
                     session = &self._sessions[group.entries[j].session]
-                    _require(session.exists and session.group == queue.live_groups[i]
+                    _require(session.exists and session.group == queue.live[i].head.group
                              and session.offer_count == 0, "queue {} group entry", (q,))
                     _require(session.entered_at == group.entries[j].entered_at
                              and session.seq == group.entries[j].seq, "queue {} entry key", (q,))
@@ -1399,9 +1713,26 @@ cdef class Dispatcher:
                                                    group.entries[j - 1].entered_at,
                                                    group.entries[j - 1].seq), "queue {} group order", (q,))
                 _require(0 <= group.start and group.start + group.count <= group.cap, "queue {} group bounds", (q,))
+                _require(group.max_entered >= group.entries[group.start + group.count - 1].entered_at,
+                         "queue {} group max_entered", (q,))
+                if group.dirty_slot or (queue.dirty_slot and self._arrived_for(queue, group.reqset)):
+                    continue
+                # Not examined by the next pass: nobody can serve its head, even
+                # at the tier its wait allows just before the queue's next
+                # planned look (what the dirty marks and expansion plan promise).
+                at = queue.expansion_due_ms - 1
+                if at < self._pass_ms:
+                    at = self._pass_ms
+                _require(self._candidates_of(queue, &self._reqsets[group.reqset],
+                                             _allowed_tier(queue, group.entries[group.start].entered_at, at)) == 0,
+                         "queue {}: session {} could be served but is not marked",
+                         (q, group.entries[group.start].session,))
         _require(waiting == grouped, "waiting {} != grouped {}", (waiting, grouped,))
         dirty = [self._dirty[i] for i in range(self._dirty_count)]
         _require(len(set(dirty)) == len(dirty), "dirty list duplicates")
+        for i in range(self._dirty_group_count):
+            group = &self._groups[self._dirty_groups[i]]
+            _require(group.in_use and group.live_slot and group.dirty_slot == i + 1, "dirty group list")
         for i in range(self._dirty_count):
             _require(self._queues[self._dirty[i]].exists and self._queues[self._dirty[i]].dirty_slot == i + 1,
                      "dirty list")
@@ -1417,11 +1748,25 @@ cdef class Dispatcher:
             _require(i not in free_ids, "group {} in use and free", (i,))
             _require(group.refs > 0 and group.refs == refs_per_group.get(i, 0), "group {} refs", (i,))
             _require((group.live_slot > 0) == (group.count > 0), "group {} live", (i,))
-            j = _table_slot(&self._group_table, self._groups, group.queue, group.reqset, group.priority)
+            if group.dirty_slot:
+                _require(group.dirty_slot <= self._dirty_group_count
+                         and self._dirty_groups[group.dirty_slot - 1] == i, "group {} dirty slot", (i,))
+            _require(group.home == _group_hash(group.queue, self._reqsets[group.reqset].hash, group.priority),
+                     "group {} home", (i,))
+            j = _table_slot(&self._group_table, self._groups, group.queue, group.reqset, group.priority, group.home)
             _require(self._group_table.slots[j] == i, "group {} not in the table", (i,))
         _require(in_use == self._group_table.count and in_use + self._free_group_count == self._group_used,
                  "group table count")
         _require(self._group_table.count * 2 <= self._group_table.size, "group table load")
+        _require(self._reqset_count * 2 <= self._reqset_table.size or not self._reqset_count,
+                 "reqset table load")
+        slots = {self._reqset_table.slots[j] for j in range(self._reqset_table.size)} - {-1}
+        _require(slots == set(range(self._reqset_count)), "reqset table ids")
+        for i in range(self._reqset_count):
+            _require(self._reqsets[i].hash == _needs_hash(_pairs(&self._reqsets[i]), self._reqsets[i].count),
+                     "reqset {} hash", (i,))
+            j = self._reqset_slot(_pairs(&self._reqsets[i]), self._reqsets[i].count, self._reqsets[i].hash)
+            _require(self._reqset_table.slots[j] == i, "reqset {} not found", (i,))
         _require(sum(1 for j in range(self._group_table.size) if self._group_table.slots[j] >= 0)
                  == self._group_table.count, "group table slots")
         _check_heap(&self._ring_heap, "ring")
@@ -1457,17 +1802,56 @@ cdef inline int64_t _allowed_tier(const Queue* queue, int64_t entered_at, int64_
     return allowed
 
 
+cdef inline const SkillNeed* _pairs(const ReqSet* reqset) noexcept nogil:
+    """The (skill, level) pairs of ``reqset``."""
+    if reqset.count > INLINE_NEEDS:
+        return reqset.needs
+    return &reqset.inline_needs[0]
+
+
+cdef inline bint _same_needs(const SkillNeed* a, const SkillNeed* b, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(count):  # a few pairs: no call to memcmp
+        if a[i].skill != b[i].skill or a[i].level != b[i].level:
+            return False
+    return True
+
+
+cdef inline int64_t _next_expansion(const Queue* queue, int64_t entered_at, int64_t now_ms) noexcept nogil:
+    """When a session that entered at ``entered_at`` next reaches one of the
+    queue's rules (rules are sorted by after_ms)."""
+    cdef Py_ssize_t i
+    for i in range(queue.rule_count):
+        if entered_at + queue.rules[i].after_ms > now_ms:
+            return entered_at + queue.rules[i].after_ms
+    return NO_TIER_LIMIT
+
+
+cdef inline bint _head_arrived(const Queue* queue, const LiveHead* live, const ReqSet* reqsets) noexcept nogil:
+    """Dispatcher._arrived_for(queue, live.head.reqset)."""
+    cdef const ReqSet* needs
+    if live.needs0 & ~queue.arrivals[0]:
+        return False
+    if not live.wide:
+        return True
+    needs = &reqsets[live.head.reqset]
+    return ((needs.mask[1] & ~queue.arrivals[1]) | (needs.mask[2] & ~queue.arrivals[2])
+            | (needs.mask[3] & ~queue.arrivals[3])) == 0
+
+
 cdef inline bint _covers(const Recipient* recipient, const ReqSet* needs) noexcept nogil:
     """The recipient has every required skill at or above its level."""
     cdef Py_ssize_t i
+    cdef const SkillNeed* pairs
     if ((recipient.skill_mask[0] & needs.mask[0]) != needs.mask[0]
             or (recipient.skill_mask[1] & needs.mask[1]) != needs.mask[1]
             or (recipient.skill_mask[2] & needs.mask[2]) != needs.mask[2]
             or (recipient.skill_mask[3] & needs.mask[3]) != needs.mask[3]):
         return False
     if needs.above_one:  # a present skill has level >= 1
+        pairs = _pairs(needs)
         for i in range(needs.count):
-            if recipient.levels[needs.needs[i].skill] < needs.needs[i].level:
+            if recipient.levels[pairs[i].skill] < pairs[i].level:
                 return False
     return True
 
@@ -1475,6 +1859,7 @@ cdef inline bint _covers(const Recipient* recipient, const ReqSet* needs) noexce
 cdef inline int64_t _metric(int router, const Recipient* recipient, const ReqSet* needs) noexcept nogil:
     cdef int64_t total = 0
     cdef Py_ssize_t i
+    cdef const SkillNeed* pairs
     if router == RT_MOST_IDLE:
         return recipient.idle_since
     if router == RT_LEAST_CALLS:
@@ -1483,8 +1868,9 @@ cdef inline int64_t _metric(int router, const Recipient* recipient, const ReqSet
         return recipient.offers
     if router == RT_LEAST_TALK_TIME:
         return recipient.talk_ms
+    pairs = _pairs(needs)
     for i in range(needs.count):  # RT_MOST_SKILLED: highest summed level
-        total += recipient.levels[needs.needs[i].skill]
+        total += recipient.levels[pairs[i].skill]
     return -total
 
 
@@ -1531,7 +1917,7 @@ cdef inline int _require(bint condition, str message, tuple values=()) except -1
 cdef void _check_heap(const TimerHeap* heap, str name) except *:
     cdef Py_ssize_t i
     for i in range(1, heap.count):
-        _require(not _timer_lt(&heap.items[i], &heap.items[(i - 1) >> 1]), "{} heap order", (name,))
+        _require(not _timer_lt(&heap.items[i], &heap.items[(i - 1) >> 2]), "{} heap order", (name,))
 
 
 cdef set _heap_items(const TimerHeap* heap):

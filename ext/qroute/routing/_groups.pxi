@@ -30,6 +30,8 @@ cdef Py_ssize_t _entries_find(const Group* group, int64_t entered_at, int64_t se
     cdef Py_ssize_t end = hi
     while lo < hi:  # bisect_left
         mid = (lo + hi) >> 1
+        _prefetch(&group.entries[(lo + mid) >> 1])  # the next probe, either way
+        _prefetch(&group.entries[(mid + 1 + hi) >> 1])
         if _entry_key_lt(group.entries[mid].entered_at, group.entries[mid].seq, entered_at, seq):
             lo = mid + 1
         else:
@@ -41,12 +43,21 @@ cdef Py_ssize_t _entries_find(const Group* group, int64_t entered_at, int64_t se
     return -1
 
 
-cdef int _entries_insert(Group* group, int64_t entered_at, int64_t seq,
-                         int32_t session) except -1 nogil:
-    """Insert after the entries with an equal key. O(log n + shorter side)."""
-    cdef Py_ssize_t pos = _entries_bisect_right(group, entered_at, seq)
+cdef Py_ssize_t _entries_insert(Group* group, int64_t entered_at, int64_t seq,
+                                int32_t session) except -1 nogil:
+    """Insert after the entries with an equal key; return the entry's index.
+    O(log n + shorter side); O(1) for a key at or after the last (a new
+    caller), which entered after ``max_entered`` needs no read at all."""
     cdef Py_ssize_t end = group.start + group.count
+    cdef Py_ssize_t pos
     cdef int32_t shift
+    if group.count == 0 or entered_at > group.max_entered:
+        pos = end
+        group.max_entered = entered_at
+    elif not _entry_key_lt(entered_at, seq, group.entries[end - 1].entered_at, group.entries[end - 1].seq):
+        pos = end
+    else:
+        pos = _entries_bisect_right(group, entered_at, seq)
     if group.start > 0 and pos - group.start < end - pos:
         # Move the head side one slot left (a returning caller lands near the head).
         memmove(&group.entries[group.start - 1], &group.entries[group.start],
@@ -68,7 +79,7 @@ cdef int _entries_insert(Group* group, int64_t entered_at, int64_t seq,
     group.entries[pos].seq = seq
     group.entries[pos].session = session
     group.count += 1
-    return 0
+    return pos
 
 
 cdef void _entries_remove_at(Group* group, Py_ssize_t pos) noexcept nogil:
@@ -88,20 +99,25 @@ cdef void _entries_remove_at(Group* group, Py_ssize_t pos) noexcept nogil:
 # ---------------------------------------------------------------- group table
 # (queue, requirement set, priority) -> group id, in C: a pass can drop a
 # group without touching a Python object, and a group costs ~8 bytes here.
+# Hashed by the requirement set's pairs (ReqSet.hash), not its id, so that
+# enqueue knows where to look before it has looked up the id (and can ask
+# for both lines at once); the table is at most 2**32 slots, so a group
+# keeps the low 32 bits of its hash (Group.home).
 
-cdef inline uint64_t _group_hash(int32_t queue, int32_t reqset, int64_t priority) noexcept nogil:
+cdef inline uint32_t _group_hash(int32_t queue, uint64_t reqset_hash, int64_t priority) noexcept nogil:
     cdef uint64_t z = (<uint64_t>priority) * <uint64_t>0x9E3779B97F4A7C15ULL
-    z ^= ((<uint64_t><uint32_t>queue) << 32) | <uint64_t><uint32_t>reqset
+    z ^= reqset_hash + ((<uint64_t><uint32_t>queue) << 32)
     z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
-    return z ^ (z >> 31)
+    return <uint32_t>(z ^ (z >> 31))
 
 
 cdef Py_ssize_t _table_slot(const GroupTable* table, const Group* groups, int32_t queue,
-                            int32_t reqset, int64_t priority) noexcept nogil:
-    """The slot holding that group, or the empty slot where it would go."""
+                            int32_t reqset, int64_t priority, uint32_t home) noexcept nogil:
+    """The slot holding that group, or the empty slot where it would go;
+    ``home`` is its _group_hash."""
     cdef Py_ssize_t mask = table.size - 1
-    cdef Py_ssize_t i = <Py_ssize_t>(_group_hash(queue, reqset, priority) & <uint64_t>mask)
+    cdef Py_ssize_t i = <Py_ssize_t>(home & <uint64_t>mask)
     cdef const Group* group
     while table.slots[i] >= 0:
         group = &groups[table.slots[i]]
@@ -132,7 +148,7 @@ cdef int _table_reserve(GroupTable* table, const Group* groups, Py_ssize_t count
     for i in range(old_size):
         if old_slots[i] >= 0:
             group = &groups[old_slots[i]]
-            slot = _table_slot(table, groups, group.queue, group.reqset, group.priority)
+            slot = _table_slot(table, groups, group.queue, group.reqset, group.priority, group.home)
             table.slots[slot] = old_slots[i]
     PyMem_RawFree(old_slots)
     return 0
@@ -148,7 +164,7 @@ cdef void _table_remove(GroupTable* table, const Group* groups, Py_ssize_t slot)
         if table.slots[j] < 0:
             break
         group = &groups[table.slots[j]]
-        home = <Py_ssize_t>(_group_hash(group.queue, group.reqset, group.priority) & <uint64_t>mask)
+        home = <Py_ssize_t>(group.home & <uint64_t>mask)
         # Move it into the hole unless its home lies cyclically in (hole, j].
         if (hole <= j and (home <= hole or home > j)) or (hole > j and home <= hole and home > j):
             table.slots[hole] = table.slots[j]

@@ -1,8 +1,10 @@
-# Binary min-heaps in C arrays. Included by _core.pyx.
+# Min-heaps in C arrays. Included by _core.pyx.
 #
 # Timers compare as the reference's heap tuples do, so popping yields the
 # same sequence of (at, a, b) values as heapq does there: equal entries are
-# indistinguishable, so the heap's shape never shows.
+# indistinguishable, so the heap's shape never shows. Timer heaps are 4-ary:
+# a pass usually touches them cold, and a 4-ary heap reads half as many
+# levels (a node's children share one or two cache lines).
 
 
 cdef inline bint _timer_lt(const Timer* x, const Timer* y) noexcept nogil:
@@ -11,6 +13,11 @@ cdef inline bint _timer_lt(const Timer* x, const Timer* y) noexcept nogil:
     if x.a != y.a:
         return x.a < y.a
     return x.b < y.b
+
+
+cdef inline bint _timer_due(const TimerHeap* heap, int64_t now_ms) noexcept nogil:
+    """The heap holds a timer at or before ``now_ms``."""
+    return heap.count != 0 and heap.items[0].at <= now_ms
 
 
 cdef int _timer_push(TimerHeap* heap, int64_t at, int32_t a, int32_t b) except -1 nogil:
@@ -25,7 +32,7 @@ cdef int _timer_push(TimerHeap* heap, int64_t at, int32_t a, int32_t b) except -
     pos = heap.count
     heap.count += 1
     while pos > 0:
-        parent = (pos - 1) >> 1
+        parent = (pos - 1) >> 2
         if not _timer_lt(&item, &heap.items[parent]):
             break
         heap.items[pos] = heap.items[parent]
@@ -38,17 +45,24 @@ cdef Timer _timer_pop(TimerHeap* heap) noexcept nogil:
     """Remove and return the smallest timer; the heap must not be empty. O(log n)."""
     cdef Timer top = heap.items[0]
     cdef Timer last
-    cdef Py_ssize_t pos = 0, child, n
+    cdef Py_ssize_t pos = 0, child, first, end, n
     heap.count -= 1
     n = heap.count
     if n:
         last = heap.items[n]
         while True:
-            child = 2 * pos + 1
-            if child >= n:
+            first = 4 * pos + 1
+            if first >= n:
                 break
-            if child + 1 < n and _timer_lt(&heap.items[child + 1], &heap.items[child]):
-                child += 1
+            end = first + 4 if first + 4 < n else n
+            if 4 * first + 1 < n:  # the next level, whichever child goes on
+                _prefetch(&heap.items[4 * first + 1])
+                if 4 * first + 9 < n:
+                    _prefetch(&heap.items[4 * first + 9])
+            child = first
+            for first in range(first + 1, end):
+                if _timer_lt(&heap.items[first], &heap.items[child]):
+                    child = first
             if not _timer_lt(&heap.items[child], &last):
                 break
             heap.items[pos] = heap.items[child]
@@ -92,6 +106,15 @@ cdef void _cand_sift_down(Candidate* items, Py_ssize_t n, Py_ssize_t pos) noexce
         items[pos] = items[child]
         pos = child
     items[pos] = item
+
+
+cdef Py_ssize_t _cand_min(const Candidate* items, Py_ssize_t n) noexcept nogil:
+    """Index of the smallest of ``n`` (> 0) candidates."""
+    cdef Py_ssize_t i, best = 0
+    for i in range(1, n):
+        if _cand_lt(&items[i], &items[best]):
+            best = i
+    return best
 
 
 cdef void _cand_heapify(Candidate* items, Py_ssize_t n) noexcept nogil:

@@ -57,15 +57,24 @@ this order:
 4. ``OFFER``: matches in the global order of candidates. The pass ends when no
    candidate can be served.
 
-Only queues where something may have become matchable since the last pass
-(a new or returned session, a freed or readied recipient, a membership or
-configuration change, a guard timer ending, a session's wait reaching a tier
-expansion) are examined, and a queue with no eligible member costs nothing.
 Waiting sessions are grouped by ``(queue, required skills, priority)``; when a
 group's first session finds no recipient the whole group is skipped, because
-its later sessions have the same needs and no longer wait. So a pass costs
-O(examined groups log groups + matches x queue members), never sessions x
-recipients.
+its later sessions have the same needs and no longer wait. A pass examines
+only the groups whose first session may have become matchable since the last
+pass, and a queue with no eligible member costs nothing:
+
+* every group of a queue whose configuration changed (``set_queue``) or where
+  a session's wait reached a tier expansion;
+* the groups of a queue that a recipient who became available to it (freed,
+  readied, past its guard timer, given skills, added as a member) has the
+  skills for: a group whose head failed against the other members before can
+  only be served by such a recipient now;
+* a group with a new first session (a new or returned caller ahead of the
+  others; one behind them has the same needs and waited less).
+
+A head that finds nobody is looked at again when its wait next reaches a tier
+expansion. So a pass costs O(examined groups log groups + (matches + examined
+groups) x queue members), never sessions x recipients.
 """
 
 from __future__ import annotations
@@ -104,6 +113,7 @@ RECORD_SIZE = 4
 
 _MASK64 = (1 << 64) - 1
 _NO_TIER_LIMIT = 1 << 62
+_ALL_SKILLS = -1  # as a queue's arrival mask: every group of the queue is examined
 
 
 def splitmix64(state: int) -> tuple[int, int]:
@@ -132,6 +142,14 @@ def _skill_items(skills: Mapping[int, int], what: str) -> tuple[tuple[int, int],
         items.append((skill, max(level, 1)))
     items.sort()
     return tuple(items)
+
+
+def _bits(items: tuple[tuple[int, int], ...]) -> int:
+    """The skills of ``(skill, level)`` pairs as a bit mask."""
+    bits = 0
+    for skill, _ in items:
+        bits |= 1 << skill
+    return bits
 
 
 def _expansion_rules(rules: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -177,7 +195,7 @@ class _Recipient:
     __slots__ = ("handle", "skills", "bounce_limit", "guard_ms", "ready", "state",
                  "in_guard", "guard_until", "eligible", "offer_session", "ring_deadline",
                  "wrapup_until", "accepted_at", "idle_since", "calls", "offers", "talk_ms",
-                 "misses", "queues")
+                 "misses", "queues", "skill_bits")
 
     def __init__(self, handle: int) -> None:
         self.handle = handle
@@ -207,11 +225,12 @@ class _Session:
 
 
 class _Group:
-    __slots__ = ("queue", "key", "sessions")
+    __slots__ = ("queue", "key", "needs", "sessions")
 
-    def __init__(self, queue: int, key: tuple[int, int]) -> None:
+    def __init__(self, queue: int, key: tuple[int, int], needs: int) -> None:
         self.queue = queue
         self.key = key
+        self.needs = needs  # the required skills as a bit mask
         self.sessions: SortedList = SortedList(key=_Session.key)
 
 
@@ -229,7 +248,12 @@ class Dispatcher:
         self._sessions: dict[int, _Session] = {}
         self._reqsets: dict[tuple[tuple[int, int], ...], int] = {}
         self._reqset_items: list[tuple[tuple[int, int], ...]] = []
-        self._dirty: set[int] = set()
+        self._reqset_bits: list[int] = []  # the skills of each as a bit mask
+        # What the next pass examines: per queue, the union of the skill masks
+        # of the recipients that became available to it (_ALL_SKILLS: every
+        # group); and groups with a new head.
+        self._dirty: dict[int, int] = {}
+        self._dirty_groups: set[_Group] = set()
         self._ring_heap: list[tuple[int, int, int]] = []  # (deadline, session, recipient)
         self._wrapup_heap: list[tuple[int, int]] = []  # (until, recipient)
         self._timeout_heap: list[tuple[int, int]] = []  # (deadline, session)
@@ -237,6 +261,7 @@ class Dispatcher:
         self._expansion_heap: list[tuple[int, int]] = []  # (due, queue)
         self._eligible_total = 0
         self._rng_state = seed & _MASK64
+        self._pass_ms = 0  # the clock of the last pass (for _check)
         self.passes = 0
         self.matches = 0
 
@@ -264,7 +289,7 @@ class Dispatcher:
         queue.timeout_ms = timeout_ms
         queue.expansion = rules
         queue.expansion_due_ms = _NO_TIER_LIMIT
-        self._dirty.add(q)
+        self._dirty[q] = _ALL_SKILLS
 
     def remove_queue(self, q: int) -> None:
         """Remove queue ``q`` and its memberships. It must hold no session. O(members)."""
@@ -274,7 +299,7 @@ class Dispatcher:
         for member in list(queue.ordered_members):
             self.remove_member(q, member.recipient.handle)
         del self._queues[q]
-        self._dirty.discard(q)
+        self._dirty.pop(q, None)
 
     def add_member(self, q: int, r: int, tier: int = 1) -> None:
         """Make ``r`` a member of ``q`` (last in member order), ready for ``q``.
@@ -295,7 +320,7 @@ class Dispatcher:
             recipient.queues[q] = queue
             if recipient.eligible:
                 queue.free_count += 1
-        self._dirty.add(q)
+        self._mark(q, recipient.skill_bits)
 
     def remove_member(self, q: int, r: int) -> None:
         """Remove ``r`` from ``q``. An offer already made stays. O(members)."""
@@ -321,7 +346,7 @@ class Dispatcher:
         if member.recipient.eligible:
             queue.free_count += 1 if ready else -1
         if ready:
-            self._dirty.add(q)
+            self._mark(q, member.recipient.skill_bits)
 
     # -------------------------------------------------------------- recipients
 
@@ -350,6 +375,7 @@ class Dispatcher:
         if guard_ms < 0:
             raise ValueError(f"guard_ms must be >= 0, got {guard_ms}")
         recipient.skills = dict(items)
+        recipient.skill_bits = _bits(items)
         recipient.bounce_limit = bounced_call_limit
         recipient.guard_ms = guard_ms
 
@@ -450,6 +476,7 @@ class Dispatcher:
         if reqset is None:
             reqset = self._reqsets[items] = len(self._reqset_items)
             self._reqset_items.append(items)
+            self._reqset_bits.append(_bits(items))
         session = _Session()
         session.handle = s
         session.queue = queue.handle  # not q: 1.0 finds queue 1 but must not be reported
@@ -537,9 +564,11 @@ class Dispatcher:
     def dispatch(self, now_ms: int) -> array:
         """One pass at ``now_ms``: expiries, then offers (see the module doc).
 
-        O(due timers log n + examined groups log groups + matches x members).
+        O(due timers log n + examined groups log groups + (matches + examined
+        groups) x members).
         """
         self.passes += 1
+        self._pass_ms = now_ms
         out: list[int] = []
         self._expire_guards(now_ms)
         self._expire_rings(now_ms, out)
@@ -550,24 +579,38 @@ class Dispatcher:
             queue = self._queues.get(q)
             if queue is not None and queue.expansion_due_ms == due:
                 queue.expansion_due_ms = _NO_TIER_LIMIT
-                self._dirty.add(q)
-        if self._dirty:
+                self._dirty[q] = _ALL_SKILLS
+        if self._dirty or self._dirty_groups:
             self._match(now_ms, out)
         return array("q", out)
 
     def _match(self, now_ms: int, out: list[int]) -> None:
         heap = []
-        examined = []
-        for q in self._dirty:
+        replan = []
+        serving: set[int] = set()  # queues with candidates and a free member
+        for q, arrivals in self._dirty.items():
             queue = self._queues[q]
-            examined.append(queue)
+            if arrivals == _ALL_SKILLS:
+                replan.append(queue)
             if queue.free_count:
                 for group in queue.groups.values():
-                    if group.sessions:
-                        heap.append((group.sessions[0].key(), group.sessions[0].handle, group))
+                    if not group.needs & ~arrivals:  # an arrival has every skill it needs
+                        head = group.sessions[0]
+                        heap.append((head.key(), head.handle, group))
+                        serving.add(q)
+        for group in self._dirty_groups:
+            arrivals = self._dirty.get(group.queue)
+            if arrivals is not None and not group.needs & ~arrivals:
+                continue  # listed above, or its queue has nobody free
+            queue = self._queues[group.queue]
+            if queue.free_count:
+                head = group.sessions[0]
+                heap.append((head.key(), head.handle, group))
+                serving.add(group.queue)
         self._dirty.clear()
+        self._dirty_groups.clear()
         heapq.heapify(heap)
-        while heap and self._eligible_total:
+        while heap:
             _, _, group = heapq.heappop(heap)
             queue = self._queues[group.queue]
             if not queue.free_count:
@@ -575,21 +618,29 @@ class Dispatcher:
             session = group.sessions[0]
             picked = self._select(queue, session, now_ms)
             if not picked:
-                continue  # the group's later sessions need the same and waited less
+                # The group's later sessions need the same and waited less;
+                # look again when the head's wait reaches a tier expansion.
+                self._note_expansion(queue, self._next_expansion(queue, session, now_ms))
+                continue
             group.sessions.pop(0)
             for recipient in picked:
                 self._make_offer(session, recipient, queue, now_ms, out)
+                for q, other in recipient.queues.items():
+                    if not other.free_count:  # the offer took its last free member
+                        serving.discard(q)
             if group.sessions:
                 head = group.sessions[0]
                 heapq.heappush(heap, (head.key(), head.handle, group))
             else:
                 del queue.groups[group.key]
-        for queue in examined:
+            if not serving:
+                break  # every candidate left would be skipped: nobody free in its queue
+        for queue in replan:
             self._plan_expansion(queue, now_ms)
 
-    def _select(self, queue: _Queue, session: _Session, now_ms: int) -> list[_Recipient]:
-        """The recipients ``session`` is offered to, by the queue's router."""
-        max_tier = self._allowed_tier(queue, session, now_ms)
+    def _candidates(self, queue: _Queue, session: _Session, max_tier: int) -> list[_Member]:
+        """Members of ``queue`` that could serve ``session`` now at tier at
+        most ``max_tier``, those of the lowest tier, in member order."""
         needs = self._reqset_items[session.reqset]
         best_tier = _NO_TIER_LIMIT
         candidates: list[_Member] = []
@@ -606,8 +657,14 @@ class Dispatcher:
                 best_tier = member.tier
                 candidates = []
             candidates.append(member)
+        return candidates
+
+    def _select(self, queue: _Queue, session: _Session, now_ms: int) -> list[_Recipient]:
+        """The recipients ``session`` is offered to, by the queue's router."""
+        candidates = self._candidates(queue, session, self._allowed_tier(queue, session, now_ms))
         if not candidates:
             return []
+        needs = self._reqset_items[session.reqset]
         router = queue.router
         if router == RING_ALL:
             return [member.recipient for member in candidates]
@@ -636,19 +693,22 @@ class Dispatcher:
                 allowed = max_tier
         return allowed
 
+    @staticmethod
+    def _next_expansion(queue: _Queue, session: _Session, now_ms: int) -> int:
+        """When ``session``'s wait next reaches one of the queue's rules."""
+        for after_ms, _ in queue.expansion:
+            if session.entered_at + after_ms > now_ms:
+                return session.entered_at + after_ms
+        return _NO_TIER_LIMIT
+
     def _plan_expansion(self, queue: _Queue, now_ms: int) -> None:
         """Remember when the next group head's wait reaches a rule, so the
-        queue is examined again then."""
+        queue is examined again then (after a pass examined all its groups)."""
         if not queue.expansion:
             return
         due = _NO_TIER_LIMIT
         for group in queue.groups.values():
-            if group.sessions:
-                entered = group.sessions[0].entered_at
-                for after_ms, _ in queue.expansion:
-                    if entered + after_ms > now_ms:
-                        due = min(due, entered + after_ms)
-                        break
+            due = min(due, self._next_expansion(queue, group.sessions[0], now_ms))
         queue.expansion_due_ms = _NO_TIER_LIMIT
         self._note_expansion(queue, due)
 
@@ -781,11 +841,10 @@ class Dispatcher:
         key = (session.reqset, session.priority)
         group = queue.groups.get(key)
         if group is None:
-            group = queue.groups[key] = _Group(session.queue, key)
+            group = queue.groups[key] = _Group(session.queue, key, self._reqset_bits[session.reqset])
         group.sessions.add(session)
-        self._dirty.add(session.queue)
-        for after_ms, _ in queue.expansion:
-            self._note_expansion(queue, session.entered_at + after_ms)
+        if group.sessions[0] is session:
+            self._dirty_groups.add(group)
 
     def _unwait(self, session: _Session) -> None:
         queue = self._queues[session.queue]
@@ -794,6 +853,7 @@ class Dispatcher:
         group.sessions.remove(session)
         if not group.sessions:
             del queue.groups[key]
+            self._dirty_groups.discard(group)
 
     def _forget(self, session: _Session) -> None:
         del self._sessions[session.handle]
@@ -813,10 +873,16 @@ class Dispatcher:
             heapq.heappush(self._guard_heap, (until, recipient.handle))
 
     def _touch(self, recipient: _Recipient) -> None:
-        """Re-derive eligibility and mark the recipient's queues for the next pass."""
+        """Re-derive eligibility; an eligible recipient makes the groups it
+        has the skills for in each of its queues worth examining."""
         self._refresh(recipient)
         if recipient.eligible:
-            self._dirty.update(recipient.queues)
+            for q in recipient.queues:
+                self._mark(q, recipient.skill_bits)
+
+    def _mark(self, q: int, skill_bits: int) -> None:
+        """A recipient with ``skill_bits`` became available to queue ``q``."""
+        self._dirty[q] = self._dirty.get(q, 0) | skill_bits
 
     def _refresh(self, recipient: _Recipient) -> None:
         eligible = recipient.ready and recipient.state == FREE and not recipient.in_guard
@@ -854,12 +920,30 @@ class Dispatcher:
             assert len(queue.ordered_members) == len(queue.members)
             count = sum(1 for x in self._sessions.values() if x.queue == q)
             assert count == queue.session_count, f"queue {q} session count"
+            if queue.expansion_due_ms < _NO_TIER_LIMIT:
+                assert (queue.expansion_due_ms, q) in self._expansion_heap, f"queue {q} expansion"
+            arrivals = self._dirty.get(q)
             for (reqset, priority), group in queue.groups.items():
                 assert group.sessions, f"queue {q} empty group"
+                assert group.queue == q and group.needs == self._reqset_bits[reqset]
                 for session in group.sessions:
                     assert session.reqset == reqset and session.priority == priority
                     assert not session.offered_to, f"session {session.handle} waiting under offer"
                     assert self._sessions[session.handle] is session
+                if group in self._dirty_groups or (arrivals is not None and not group.needs & ~arrivals):
+                    continue
+                # Not examined by the next pass: nobody can serve its head, even
+                # at the tier its wait allows just before the queue's next
+                # planned look (what the dirty marks and expansion plan promise).
+                head = group.sessions[0]
+                max_tier = self._allowed_tier(queue, head, max(queue.expansion_due_ms - 1,
+                                                                 self._pass_ms))
+                assert not self._candidates(queue, head, max_tier), \
+                    f"queue {q}: session {head.handle} could be served but is not marked"
+        for group in self._dirty_groups:
+            assert self._queues[group.queue].groups.get(group.key) is group, "stale dirty group"
+        for q in self._dirty:
+            assert q in self._queues, f"dirty queue {q} unknown"
         waiting = 0
         for s, session in self._sessions.items():
             if session.offered_to:
