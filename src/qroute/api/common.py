@@ -94,36 +94,22 @@ def mutation(method):
     """A unary RPC that changes state. Answered once the change is durable;
     a retry with the same ``request_id`` gets the first answer, unchanged."""
 
-    name = rpc_name(method)
-
     @functools.wraps(method)
-    async def handler(self, request, context):
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            principal = self.principal(context)
-            request_id = getattr(request, "request_id", "")
-            cache = self.node.idempotency
-            key = (principal.account_id, method.__name__, request_id)
-            if request_id and key in cache:
-                return cache[key]
-            response = await method(self, request, context, principal)
-            await self.node.journal.durable()
-            if request_id:
-                cache[key] = response
-                if len(cache) > IDEMPOTENCY_CACHE:
-                    cache.popitem(last=False)
-            return response
-        except BaseException as exc:
-            code = _code_of(exc, context)
-            if _passthrough(exc):
-                raise
-            await abort(context, exc)
-        finally:
-            if rpc_observers:
-                _observe(name, code, started, False)
+    async def durable(self, request, context, principal):
+        request_id = getattr(request, "request_id", "")
+        cache = self.node.idempotency
+        key = (principal.account_id, method.__name__, request_id)
+        if request_id and key in cache:
+            return cache[key]
+        response = await method(self, request, context, principal)
+        await self.node.journal.durable()
+        if request_id:
+            cache[key] = response
+            if len(cache) > IDEMPOTENCY_CACHE:
+                cache.popitem(last=False)
+        return response
 
-    return handler
+    return unary(durable)
 
 
 def observed(method):
