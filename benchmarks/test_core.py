@@ -72,20 +72,20 @@ def test_incremental_pass(benchmark, case):
 def test_churn(benchmark, case):
     """(c) Churn from saturation: rounds of a seeded mix of enqueue, accept,
     hang-up, wrap-up end and abandon, each followed by a ``dispatch``. The
-    benchmark times whole rounds (bookkeeping included);
-    ``extra_info["matches_per_s"]`` is offers per second spent inside the
-    dispatcher, the figure ``qroute bench core`` reports."""
-    saturated = W.saturate(case.cls, case.workload)
-    driver = W.ChurnDriver(saturated)
+    benchmark times whole rounds (deciding the calls on one dispatcher and
+    replaying them on its twin); ``extra_info["matches_per_s"]`` is offers
+    per second of the replay alone, timed as one batch per round, the figure
+    ``qroute bench core`` reports."""
+    churn = W.Churn(case.cls, case.workload)
     per_round = CHURN_OPS[case.implementation]
     ops = W.churn_ops(case.workload, CHURN_WARMUP + CHURN_ROUNDS * per_round, seed=3)
-    driver.run(ops[:CHURN_WARMUP])
+    churn.run(ops[:CHURN_WARMUP])
     chunks = iter(range(CHURN_WARMUP, len(ops), per_round))
     rounds: list[W.ChurnRound] = []
 
     def target():
         begin = next(chunks)
-        rounds.append(driver.run(ops[begin:begin + per_round]))
+        rounds.append(churn.run(ops[begin:begin + per_round]))
 
     benchmark.pedantic(target, rounds=CHURN_ROUNDS, iterations=1)
     matches = sum(r.matches for r in rounds)

@@ -112,3 +112,59 @@ def test_enqueue_boundary_agrees():
             twins.call("accept", s, r, seq + step)
             twins.call("hangup", r, seq + step)
     twins.call("queue_order", 0)
+
+
+def test_pass_shapes_agree():
+    # The shapes of a pass the compiled twin takes different paths for: the
+    # first candidate finds nobody and later ones are served; the first is
+    # served and the pass goes on (its group's next session, other queues);
+    # a new head in a queue that no arrival marked (a dirty group only).
+    twins = _twins(7)
+    call = twins.call
+    call("set_queue", 0, 6, 1000, 600_000)  # LINEAR
+    call("set_queue", 1, 1, 1000, 600_000)  # ROUND_ROBIN
+    for r, skills in enumerate([{1: 5}, {1: 5}, {2: 5}, {2: 1}]):
+        call("add_recipient", r, skills)
+        call("add_member", 0, r)
+        call("add_member", 1, r, 1 + r % 2)
+    waiting = [(0, 9, {3: 1}), (0, 5, {1: 1}), (0, 5, {1: 1}), (0, 5, {1: 1}), (1, 1, {2: 4}),
+               (1, 1, {2: 4}), (1, 0, {}), (0, 0, {2: 1})]
+    for s, (q, priority, skills) in enumerate(waiting):
+        call("enqueue", s, q, priority, 100 + s, s, skills, 100)
+    for r in range(4):
+        call("set_ready", r, True, 200)
+    ok, records = call("dispatch", 300)
+    assert ok and list(records[0::4]).count(_reference.OFFER) >= 3
+    for step, (s, q, priority, skills) in enumerate([(20, 0, 3, {2: 2}), (21, 1, 9, {1: 1}),
+                                                     (22, 0, 9, {3: 1})]):
+        offered = [(rec.offer_session, r) for r, rec in sorted(twins.ref._recipients.items())
+                   if rec.state == _reference.OFFERED]
+        for session, r in offered[:1]:
+            call("accept", session, r, 400 + step)
+            call("hangup", r, 401 + step)  # free again: its queues examine the groups it serves
+        call("enqueue", s, q, priority, 50 + step, 50 + step, skills, 402 + step)
+        call("dispatch", 403 + step)
+        call("dispatch", 404 + step)  # nothing new: an empty pass
+    for q in (0, 1):
+        call("queue_order", q)
+    # One pass, two matches: the first in a queue a freed recipient marked,
+    # the second a new caller's group in a queue no arrival marked.
+    twins = _twins(8)
+    call = twins.call
+    for q in (0, 1):
+        call("set_queue", q, 6, 1000, 600_000)
+    call("add_recipient", 0, {1: 5})
+    call("add_member", 0, 0)
+    call("add_recipient", 1, {2: 5})
+    call("add_member", 1, 1)
+    call("set_ready", 0, True, 10)
+    call("set_ready", 1, True, 10)
+    call("enqueue", 0, 1, 0, 10, 0, {2: 1}, 10)
+    call("dispatch", 20)
+    call("accept", 0, 1, 20)  # recipient 1 busy, recipient 0 free with nobody to serve
+    call("dispatch", 21)
+    call("enqueue", 1, 1, 5, 30, 1, {2: 1}, 30)
+    call("enqueue", 2, 0, 1, 31, 2, {1: 1}, 31)
+    call("hangup", 1, 32)
+    ok, records = call("dispatch", 33)
+    assert ok and list(records) == [_reference.OFFER, 1, 1, 1, _reference.OFFER, 2, 0, 0]

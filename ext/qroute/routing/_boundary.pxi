@@ -39,6 +39,26 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.object cimport PyObject
 
 
+cdef extern from *:
+    """
+    /* An int of one digit (below 2**30) read in place; 0 for any other. */
+    static inline int qroute_small_int(PyObject* value, long long* out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (!PyUnstable_Long_IsCompact((PyLongObject*)value)) return 0;
+        *out = (long long)PyUnstable_Long_CompactValue((PyLongObject*)value);
+        return 1;
+    #else
+        Py_ssize_t size = Py_SIZE(value);
+        if (size == 0) { *out = 0; return 1; }
+        if (size == 1) { *out = (long long)((PyLongObject*)value)->ob_digit[0]; return 1; }
+        if (size == -1) { *out = -(long long)((PyLongObject*)value)->ob_digit[0]; return 1; }
+        return 0;
+    #endif
+    }
+    """
+    int _small_int "qroute_small_int"(object value, long long* out) noexcept
+
+
 cdef inline int _int_in(object value, long long lo, long long hi, long long* out) except -1:
     """1 and ``*out`` set if ``value`` is an int (bool included, a subclass
     not: it may compare its own way) in ``lo..hi``, else 0."""
@@ -46,6 +66,11 @@ cdef inline int _int_in(object value, long long lo, long long hi, long long* out
     cdef long long number
     if not (PyLong_CheckExact(value) or PyBool_Check(value)):
         return 0
+    if _small_int(value, &number):  # handles, skills, levels: no call
+        if number < lo or number > hi:
+            return 0
+        out[0] = number
+        return 1
     number = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow or number < lo or number > hi:
         return 0
@@ -105,6 +130,9 @@ cdef Py_ssize_t _handle_index(object handle) except -2:
     it equals (1.0 finds 1); an unhashable raises the dict's TypeError.
     """
     cdef Py_ssize_t index
+    cdef long long number
+    if _int_in(handle, 0, MAX_HANDLE, &number):  # the usual handle, read in C
+        return <Py_ssize_t>number
     if isinstance(handle, int):
         try:
             index = handle

@@ -11,8 +11,9 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 
-# Values equal to the reference's module constants (prefixed: the unprefixed
-# names are the Python-level ints of the module).
+# The C copies of the reference's module constants, for the loops (prefixed:
+# the unprefixed names are the reference's Python ints, which _core.pyx
+# imports and compares with these when it loads).
 cdef enum:
     RT_ROUND_ROBIN = 1
     RT_MOST_IDLE = 2

@@ -19,8 +19,13 @@ planning from group heads), with the state laid out for C (see ``_core.pxd``):
   hot struct arrays 64-byte aligned, the structs laid out so what an event
   reads shares a cache line, and the next lines of a chain requested ahead
   (a pass under churn is bound by memory latency, not instructions);
-* ``enqueue`` checks its arguments in C when they are plain ints and dicts,
-  and with the reference's own functions otherwise (the same errors);
+* the methods read plain int handles and arguments, and ``enqueue`` a plain
+  dict of skills, in C (a one-digit int in place), and check anything else
+  with the reference's own functions (the same errors);
+* a pass finds its first candidate by a scan of the heads (most passes end
+  there: the freed recipient takes it) and lists and orders the others as a
+  heap only if it goes on; a member scan stops at the queue's last free
+  member;
 * a pass (``dispatch``) runs without touching a Python object, collects its
   records in a C buffer and copies them into one ``array('q')``; one that
   examines many queues or groups runs without the GIL (releasing it costs
@@ -33,39 +38,29 @@ another thread while a pass runs raises RuntimeError rather than corrupting it.
 from cpython cimport array
 import array
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 include "_memory.pxi"
 include "_heaps.pxi"
 include "_groups.pxi"
 
-ROUND_ROBIN = 1
-MOST_IDLE = 2
-LEAST_CALLS = 3
-LEAST_OFFERS = 4
-LEAST_TALK_TIME = 5
-LINEAR = 6
-RANDOM = 7
-MOST_SKILLED = 8
-RING_ALL = 9
-ROUTERS = frozenset(range(ROUND_ROBIN, RING_ALL + 1))
+# The constants are the reference's (its names, its values). The loops use
+# the C enums of _core.pxd, which must hold the same values: a build where
+# they differ refuses to load.
+from qroute.routing._reference import (BOUNCED, BUSY, FREE, LEAST_CALLS, LEAST_OFFERS, LEAST_TALK_TIME,
+                                       LINEAR, MAX_LEVEL, MAX_SKILLS, MISSED, MOST_IDLE, MOST_SKILLED,
+                                       OFFER, OFFERED, RANDOM, RECORD_SIZE, RING_ALL, ROUND_ROBIN,
+                                       ROUTERS, TIMEOUT, WRAPUP, WRAPUP_END, _MASK64)
 
-OFFER = 1
-MISSED = 2
-BOUNCED = 3
-TIMEOUT = 4
-WRAPUP_END = 5
-
-FREE = 0
-OFFERED = 1
-BUSY = 2
-WRAPUP = 3
-
-MAX_SKILLS = 256
-MAX_LEVEL = 10
-RECORD_SIZE = 4
-
-_MASK64 = (1 << 64) - 1
+if ((RT_ROUND_ROBIN, RT_MOST_IDLE, RT_LEAST_CALLS, RT_LEAST_OFFERS, RT_LEAST_TALK_TIME, RT_LINEAR,
+     RT_RANDOM, RT_MOST_SKILLED, RT_RING_ALL, K_OFFER, K_MISSED, K_BOUNCED, K_TIMEOUT, K_WRAPUP_END,
+     ST_FREE, ST_OFFERED, ST_BUSY, ST_WRAPUP, C_MAX_SKILLS, C_MAX_LEVEL, C_RECORD_SIZE)
+        != (ROUND_ROBIN, MOST_IDLE, LEAST_CALLS, LEAST_OFFERS, LEAST_TALK_TIME, LINEAR, RANDOM,
+            MOST_SKILLED, RING_ALL, OFFER, MISSED, BOUNCED, TIMEOUT, WRAPUP_END, FREE, OFFERED,
+            BUSY, WRAPUP, MAX_SKILLS, MAX_LEVEL, RECORD_SIZE)
+        or ROUTERS != frozenset(range(RT_ROUND_ROBIN, RT_RING_ALL + 1))):
+    raise ImportError("qroute.routing._core: the C constants of _core.pxd differ from "
+                      "qroute.routing._reference's; rebuild from matching sources")
 
 include "_boundary.pxi"
 
@@ -410,8 +405,7 @@ cdef class Dispatcher:
         cdef QueueRef ref
         self._enter()
         try:
-            ri = self._recipient_index(r)
-            recipient = &self._recipients[ri]
+            recipient = self._recipient(r, &ri)
             if recipient.state == ST_OFFERED:
                 session = recipient.offer_session
                 self._withdraw(session, <int32_t>ri)
@@ -453,17 +447,17 @@ cdef class Dispatcher:
         """The call of ``r`` ended: talk time accrues, then wrap-up for
         ``wrapup_ms`` (free at once when 0)."""
         cdef Py_ssize_t ri
-        cdef int64_t wrap
+        cdef long long wrap
         cdef Recipient* recipient
         self._enter()
         try:
-            ri = self._recipient_index(r)
-            recipient = &self._recipients[ri]
+            recipient = self._recipient(r, &ri)
             if recipient.state != ST_BUSY:
                 raise ValueError(f"recipient {r} is not on a call")
-            if wrapup_ms < 0:
-                raise ValueError(f"wrapup_ms must be >= 0, got {wrapup_ms}")
-            wrap = wrapup_ms
+            if not _int_in(wrapup_ms, 0, INT64_MAX, &wrap):
+                if wrapup_ms < 0:
+                    raise ValueError(f"wrapup_ms must be >= 0, got {wrapup_ms}")
+                wrap = wrapup_ms
             if now_ms > recipient.accepted_at:
                 recipient.talk_ms += now_ms - recipient.accepted_at
             if wrap:
@@ -495,8 +489,7 @@ cdef class Dispatcher:
         cdef Recipient* recipient
         self._enter()
         try:
-            ri = self._recipient_index(r)
-            recipient = &self._recipients[ri]
+            recipient = self._recipient(r, &ri)
             recipient.calls = calls
             recipient.offers = offers
             recipient.talk_ms = talk_ms
@@ -512,8 +505,7 @@ cdef class Dispatcher:
         cdef Recipient* recipient
         self._enter()
         try:
-            ri = self._recipient_index(r)
-            recipient = &self._recipients[ri]
+            recipient = self._recipient(r, &ri)
             if recipient.state != ST_FREE:
                 raise ValueError(f"recipient {r} is not free")
             recipient.state = ST_BUSY
@@ -528,8 +520,7 @@ cdef class Dispatcher:
         cdef Recipient* recipient
         self._enter()
         try:
-            ri = self._recipient_index(r)
-            recipient = &self._recipients[ri]
+            recipient = self._recipient(r, &ri)
             return (recipient.state, recipient.calls, recipient.offers, recipient.talk_ms,
                     recipient.misses, recipient.idle_since)
         finally:
@@ -636,7 +627,7 @@ cdef class Dispatcher:
         cdef Recipient* recipient
         self._enter()
         try:
-            si, ri = self._offer_of(s, r)
+            self._offer_of(s, r, &si, &ri)
             recipient = &self._recipients[ri]
             recipient.state = ST_BUSY
             recipient.offer_session = -1
@@ -663,7 +654,7 @@ cdef class Dispatcher:
         cdef int outcome
         self._enter()
         try:
-            si, ri = self._offer_of(s, r)
+            self._offer_of(s, r, &si, &ri)
             outcome = self._decline(<int32_t>si, <int32_t>ri, now_ms, bool(missed))
             return (outcome & 1) != 0, (outcome & 2) != 0
         finally:
@@ -773,8 +764,7 @@ cdef class Dispatcher:
         self._expire_rings(now_ms)
         self._expire_wrapups(now_ms)
         self._expire_timeouts(now_ms)
-        while self._expansion_heap.count and self._expansion_heap.items[0].at <= now_ms:
-            timer = _timer_pop(&self._expansion_heap)
+        while _timer_next(&self._expansion_heap, now_ms, &timer):
             if timer.a < self._queue_cap:
                 queue = &self._queues[timer.a]
                 if queue.exists and queue.expansion_due_ms == timer.at:
@@ -785,117 +775,89 @@ cdef class Dispatcher:
         return 0
 
     cdef int _match(self, int64_t now_ms) except -1 nogil:
-        cdef Py_ssize_t i, j, k, picked, listed, marked = 0, serving = 0
-        cdef bint first, ordered
-        cdef int32_t qi, group_id, session, r
+        cdef Py_ssize_t i, j, k, picked, marked, serving
+        cdef bint collected = False
+        cdef int32_t qi, session, r, skip
         cdef Queue* queue
         cdef Queue* other
         cdef Group* group
         cdef Recipient* recipient
+        cdef const Candidate* best = NULL
         cdef Candidate top
         # The dirty queue list does not change until the loop ends (offers
         # only make recipients ineligible): it is also the list of examined
-        # queues. The dirty group list is emptied here. _serving lists the
-        # queues of the candidates (each once); ``serving`` counts those still
-        # marked, i.e. with a free member.
-        self._candidate_count = 0
+        # queues; the dirty group list neither (emptied at the end). _serving
+        # lists the queues of the candidates (each once); ``serving`` counts
+        # those still marked, i.e. with a free member.
         for i in range(self._dirty_count):
             queue = &self._queues[self._dirty[i]]
             if queue.free_count:  # read below: the heads now, the members if a head is tried
                 _prefetch_range(queue.live, <size_t>queue.live_count * sizeof(LiveHead))
                 _prefetch_range(queue.members, <size_t>queue.member_count * sizeof(Member))
-        for i in range(self._dirty_count):
-            queue = &self._queues[self._dirty[i]]
-            if queue.free_count:
-                _grow(<void**>&self._candidates, &self._candidate_cap,
-                      self._candidate_count + queue.live_count, sizeof(Candidate), False)
-                listed = self._candidate_count
-                for j in range(queue.live_count):
-                    if _head_arrived(queue, &queue.live[j], self._reqsets):
-                        self._candidates[self._candidate_count] = queue.live[j].head
-                        self._candidate_count += 1
-                if self._candidate_count > listed:
-                    self._serving[marked] = self._dirty[i]
-                    marked += 1
-                    queue.serving_mark = True
-        _grow(<void**>&self._candidates, &self._candidate_cap,
-              self._candidate_count + self._dirty_group_count, sizeof(Candidate), False)
-        for i in range(self._dirty_group_count):
-            group_id = self._dirty_groups[i]
-            group = &self._groups[group_id]
-            queue = &self._queues[group.queue]
-            group.dirty_slot = 0
-            if queue.dirty_slot and self._arrived_for(queue, group.reqset):
-                continue  # listed above, or its queue has nobody free
-            if queue.free_count:
-                self._candidates[self._candidate_count] = queue.live[group.live_slot - 1].head
-                self._candidate_count += 1
-                if not queue.serving_mark:
-                    self._serving[marked] = group.queue
-                    marked += 1
-                    queue.serving_mark = True
-        self._dirty_group_count = 0
+        marked = self._heads(False, -1, &best)
         serving = marked
+        self._candidate_count = 0
         # Most passes end with their first candidate (a freed recipient takes
-        # it and its queues have nobody free left): take that one by a scan,
-        # and order the rest as a heap only if the pass goes on.
-        first = True
-        ordered = False  # the candidates form a heap
-        while self._candidate_count:
-            if first:
-                j = _cand_min(self._candidates, self._candidate_count)
-                top = self._candidates[j]
-                self._candidate_count -= 1
-                self._candidates[j] = self._candidates[self._candidate_count]
-                first = False
-            else:
-                if not ordered:
+        # it and its queues have nobody free left): it is found by a scan of
+        # the heads, and the candidates are listed and ordered as a heap only
+        # if the pass goes on.
+        if best != NULL:
+            top = best[0]
+            while True:
+                qi = top.queue
+                queue = &self._queues[qi]
+                skip = -1
+                if queue.free_count:
+                    session = top.session
+                    group = &self._groups[top.group]
+                    _prefetch(group)  # popped below if a recipient is found
+                    _prefetch(&self._sessions[session])
+                    picked = self._select(qi, &self._reqsets[top.reqset], top.entered_at, now_ms)
+                    if not picked:
+                        # The group's later sessions need the same and waited less;
+                        # look again when the head's wait reaches a tier expansion.
+                        self._note_expansion(qi, _next_expansion(queue, top.entered_at, now_ms))
+                        skip = top.group
+                    else:
+                        _prefetch(&group.entries[group.start + 1])  # the next head, read below
+                        group.start += 1  # pop the head
+                        group.count -= 1
+                        if group.count == 0:
+                            group.start = 0
+                        for k in range(picked):
+                            r = queue.members[self._picked[k]].recipient
+                            self._make_offer(session, r, qi, now_ms)
+                            recipient = &self._recipients[r]
+                            for j in range(recipient.queue_count):
+                                other = &self._queues[recipient.queues[j].queue]
+                                # the offer took the last free member of a queue listed
+                                if other.serving_mark and not other.free_count:
+                                    other.serving_mark = False
+                                    serving -= 1
+                        if group.count:
+                            self._set_head(top.group)
+                            if collected:  # room for it: the pop freed a slot
+                                self._candidates[self._candidate_count] = queue.live[group.live_slot - 1].head
+                                self._candidate_count += 1
+                                _cand_sift_up(self._candidates, self._candidate_count - 1)
+                        else:
+                            self._unlive(top.group)
+                        if not serving:
+                            break  # every candidate left would be skipped: nobody free in its queue
+                if not collected:
+                    # The rest as a heap: the same heads again (but the one just
+                    # tried, if it found nobody; its group's new head if served).
+                    self._heads(True, skip, NULL)
                     _cand_heapify(self._candidates, self._candidate_count)
-                    ordered = True
+                    collected = True
+                if not self._candidate_count:
+                    break
                 top = self._candidates[0]
                 self._candidate_count -= 1
                 if self._candidate_count:
                     self._candidates[0] = self._candidates[self._candidate_count]
                     _cand_sift_down(self._candidates, self._candidate_count, 0)
-            qi = top.queue
-            queue = &self._queues[qi]
-            if not queue.free_count:
-                continue
-            session = top.session
-            group = &self._groups[top.group]
-            _prefetch(group)  # popped below if a recipient is found
-            _prefetch(&self._sessions[session])
-            picked = self._select(qi, &self._reqsets[top.reqset], top.entered_at, now_ms)
-            if not picked:
-                # The group's later sessions need the same and waited less;
-                # look again when the head's wait reaches a tier expansion.
-                self._note_expansion(qi, _next_expansion(queue, top.entered_at, now_ms))
-                continue
-            _prefetch(&group.entries[group.start + 1])  # the next head, read below
-            group.start += 1  # pop the head
-            group.count -= 1
-            if group.count == 0:
-                group.start = 0
-            for k in range(picked):
-                r = queue.members[self._picked[k]].recipient
-                self._make_offer(session, r, qi, now_ms)
-                recipient = &self._recipients[r]
-                for j in range(recipient.queue_count):
-                    other = &self._queues[recipient.queues[j].queue]
-                    if other.serving_mark and not other.free_count:  # the offer took its last free member
-                        other.serving_mark = False
-                        serving -= 1
-            if group.count:
-                # Room for it: the pop freed a slot.
-                self._set_head(top.group)
-                self._candidates[self._candidate_count] = queue.live[group.live_slot - 1].head
-                self._candidate_count += 1
-                if ordered:
-                    _cand_sift_up(self._candidates, self._candidate_count - 1)
-            else:
-                self._unlive(top.group)
-            if not serving:
-                break  # every candidate left would be skipped: nobody free in its queue
+        self._dirty_group_count = 0
         for i in range(marked):
             self._queues[self._serving[i]].serving_mark = False
         for i in range(self._dirty_count):
@@ -907,6 +869,79 @@ cdef class Dispatcher:
             memset(queue.arrivals, 0, sizeof(queue.arrivals))
         self._dirty_count = 0
         return 0
+
+    cdef Py_ssize_t _heads(self, bint collect, int32_t skip, const Candidate** best) except -1 nogil:
+        """The candidates of a pass: the heads of a dirty queue's groups that
+        its arrivals may serve, then the heads of the dirty groups their
+        queue does not list so, where the queue has a free member; never the
+        group ``skip``. With ``collect`` they are added to ``_candidates``;
+        otherwise ``*best`` is set to the first of them in the global order
+        (NULL: none), their queues are listed in ``_serving`` and marked,
+        the dirty groups are unmarked, and the count of queues listed is
+        returned. Between the two calls of a pass the heads may only have
+        moved on (offers and pops) and queues lost free members."""
+        cdef Py_ssize_t i, j, count, marked = 0
+        cdef bint listed
+        cdef Queue* queue
+        cdef Group* group
+        cdef const Candidate* head
+        # Locals, not fields, in the loop over the heads: the compiler keeps
+        # them in registers (a store through a pointer could alias them).
+        cdef const Candidate* first = NULL
+        cdef const LiveHead* live
+        cdef Candidate* out
+        cdef const ReqSet* reqsets = self._reqsets
+        for i in range(self._dirty_count):
+            queue = &self._queues[self._dirty[i]]
+            if not queue.free_count:
+                continue
+            live = queue.live
+            listed = False
+            if collect:
+                _grow(<void**>&self._candidates, &self._candidate_cap,
+                      self._candidate_count + queue.live_count, sizeof(Candidate), False)
+                out = self._candidates
+                count = self._candidate_count
+                for j in range(queue.live_count):
+                    if _head_arrived(queue, &live[j], reqsets) and live[j].head.group != skip:
+                        out[count] = live[j].head
+                        count += 1
+                self._candidate_count = count
+                continue
+            for j in range(queue.live_count):
+                if not _head_arrived(queue, &live[j], reqsets):
+                    continue
+                listed = True
+                if first == NULL or _cand_lt(&live[j].head, first):
+                    first = &live[j].head
+            if listed:
+                self._serving[marked] = self._dirty[i]
+                marked += 1
+                queue.serving_mark = True
+        if collect:
+            _grow(<void**>&self._candidates, &self._candidate_cap,
+                  self._candidate_count + self._dirty_group_count, sizeof(Candidate), False)
+        for i in range(self._dirty_group_count):
+            group = &self._groups[self._dirty_groups[i]]
+            queue = &self._queues[group.queue]
+            group.dirty_slot = 0
+            if (not group.live_slot or not queue.free_count or self._dirty_groups[i] == skip
+                    or (queue.dirty_slot and self._arrived_for(queue, group.reqset))):
+                continue  # emptied, nobody free, or listed above
+            head = &queue.live[group.live_slot - 1].head
+            if collect:
+                self._candidates[self._candidate_count] = head[0]
+                self._candidate_count += 1
+                continue
+            if first == NULL or _cand_lt(head, first):
+                first = head
+            if not queue.serving_mark:
+                self._serving[marked] = group.queue
+                marked += 1
+                queue.serving_mark = True
+        if not collect:
+            best[0] = first
+        return marked
 
     cdef inline bint _arrived_for(self, const Queue* queue, int32_t reqset) noexcept nogil:
         """A dirty queue examines the group: some recipient that became
@@ -939,12 +974,17 @@ cdef class Dispatcher:
         (positions, in member order), in ``_picked``; return how many."""
         cdef int64_t best_tier = NO_TIER_LIMIT
         cdef Py_ssize_t i, count = 0
+        cdef int64_t unseen = queue.free_count  # free members not reached yet
         cdef const Member* member
         cdef int32_t* picked = self._picked
         for i in range(queue.member_count):
+            if not unseen:
+                break  # under churn one member is free: stop where it stands
             member = &queue.members[i]
-            if (not member.ready or not member.eligible or member.tier > max_tier
-                    or member.tier > best_tier):
+            if not member.ready or not member.eligible:
+                continue
+            unseen -= 1
+            if member.tier > max_tier or member.tier > best_tier:
                 continue
             if not _covers(&self._recipients[member.recipient], needs):
                 continue
@@ -1049,15 +1089,18 @@ cdef class Dispatcher:
 
     # ------------------------------------------------------------------ timers
 
+    cdef inline Recipient* _timer_recipient(self, int32_t r) noexcept nogil:
+        """The recipient a timer names, or NULL if it was removed since."""
+        if r >= self._recipient_cap or not self._recipients[r].exists:
+            return NULL
+        return &self._recipients[r]
+
     cdef int _expire_guards(self, int64_t now_ms) except -1 nogil:
         cdef Timer timer
         cdef Recipient* recipient
-        while self._guard_heap.count and self._guard_heap.items[0].at <= now_ms:
-            timer = _timer_pop(&self._guard_heap)
-            if timer.a >= self._recipient_cap:
-                continue
-            recipient = &self._recipients[timer.a]
-            if recipient.exists and recipient.in_guard and recipient.guard_until == timer.at:
+        while _timer_next(&self._guard_heap, now_ms, &timer):
+            recipient = self._timer_recipient(timer.a)
+            if recipient != NULL and recipient.in_guard and recipient.guard_until == timer.at:
                 recipient.in_guard = False
                 self._touch(timer.a)
         return 0
@@ -1067,14 +1110,11 @@ cdef class Dispatcher:
         cdef Recipient* recipient
         cdef int32_t s, r, q
         cdef int outcome
-        while self._ring_heap.count and self._ring_heap.items[0].at <= now_ms:
-            timer = _timer_pop(&self._ring_heap)
+        while _timer_next(&self._ring_heap, now_ms, &timer):
             s = timer.a
             r = timer.b
-            if r >= self._recipient_cap:
-                continue
-            recipient = &self._recipients[r]
-            if (not recipient.exists or recipient.state != ST_OFFERED or recipient.offer_session != s
+            recipient = self._timer_recipient(r)
+            if (recipient == NULL or recipient.state != ST_OFFERED or recipient.offer_session != s
                     or recipient.ring_deadline != timer.at):
                 continue
             q = self._sessions[s].queue
@@ -1087,22 +1127,17 @@ cdef class Dispatcher:
     cdef int _expire_wrapups(self, int64_t now_ms) except -1 nogil:
         cdef Timer timer
         cdef Recipient* recipient
-        while self._wrapup_heap.count and self._wrapup_heap.items[0].at <= now_ms:
-            timer = _timer_pop(&self._wrapup_heap)
-            if timer.a >= self._recipient_cap:
-                continue
-            recipient = &self._recipients[timer.a]
-            if not recipient.exists or recipient.state != ST_WRAPUP or recipient.wrapup_until != timer.at:
-                continue
-            self._free(timer.a, timer.at, now_ms)
-            self._emit(K_WRAPUP_END, -1, timer.a, -1)
+        while _timer_next(&self._wrapup_heap, now_ms, &timer):
+            recipient = self._timer_recipient(timer.a)
+            if recipient != NULL and recipient.state == ST_WRAPUP and recipient.wrapup_until == timer.at:
+                self._free(timer.a, timer.at, now_ms)
+                self._emit(K_WRAPUP_END, -1, timer.a, -1)
         return 0
 
     cdef int _expire_timeouts(self, int64_t now_ms) except -1 nogil:
         cdef Timer timer
         cdef Session* session
-        while self._timeout_heap.count and self._timeout_heap.items[0].at <= now_ms:
-            timer = _timer_pop(&self._timeout_heap)
+        while _timer_next(&self._timeout_heap, now_ms, &timer):
             if timer.a >= self._session_cap:
                 continue
             session = &self._sessions[timer.a]
@@ -1141,28 +1176,38 @@ cdef class Dispatcher:
             raise KeyError(f"unknown recipient {r}")
         return ri
 
+    cdef Recipient* _recipient(self, r, Py_ssize_t* ri) except NULL:
+        """Recipient ``r`` (KeyError if unknown), its index in ``*ri``."""
+        ri[0] = self._recipient_index(r)
+        return &self._recipients[ri[0]]
+
     cdef Py_ssize_t _session_index(self, s) except -1:
         cdef Py_ssize_t si = _handle_index(s)
         if si < 0 or si >= self._session_cap or not self._sessions[si].exists:
             raise KeyError(f"unknown session {s}")
         return si
 
-    cdef tuple _offer_of(self, s, r):
-        cdef Py_ssize_t si = self._session_index(s)
-        cdef Py_ssize_t ri = self._recipient_index(r)
-        cdef Recipient* recipient = &self._recipients[ri]
-        if recipient.state != ST_OFFERED or recipient.offer_session != si:
+    cdef int _offer_of(self, s, r, Py_ssize_t* si, Py_ssize_t* ri) except -1:
+        """``*si`` and ``*ri`` for an outstanding offer of ``s`` to ``r``."""
+        cdef Recipient* recipient
+        si[0] = self._session_index(s)
+        ri[0] = self._recipient_index(r)
+        recipient = &self._recipients[ri[0]]
+        if recipient.state != ST_OFFERED or recipient.offer_session != si[0]:
             raise ValueError(f"recipient {r} holds no offer of session {s}")
-        return si, ri
+        return 0
 
     cdef list _offered(self, int32_t s):
         """The recipients offered ``s``, ascending."""
         cdef int32_t r = self._sessions[s].offer_head
-        offered = []
+        cdef list offered = []
+        if r < 0:
+            return offered
         while r >= 0:
             offered.append(r)
             r = self._recipients[r].offer_next
-        offered.sort()
+        if len(offered) > 1:  # RING_ALL; one offer is the usual case
+            offered.sort()
         return offered
 
     cdef int _reserve_queue(self, Py_ssize_t qi) except -1:
@@ -1549,26 +1594,20 @@ cdef class Dispatcher:
 
     cdef void _unmark_group(self, int32_t group_id) noexcept nogil:
         cdef Group* group = &self._groups[group_id]
-        cdef Py_ssize_t pos = group.dirty_slot - 1
-        cdef int32_t last
+        cdef int32_t moved
         if not group.dirty_slot:
             return
-        last = self._dirty_groups[self._dirty_group_count - 1]
-        self._dirty_groups[pos] = last
-        self._groups[last].dirty_slot = <int32_t>(pos + 1)
-        self._dirty_group_count -= 1
+        moved = _slot_remove(self._dirty_groups, &self._dirty_group_count, group.dirty_slot)
+        self._groups[moved].dirty_slot = group.dirty_slot
         group.dirty_slot = 0
 
     cdef void _mark_clean(self, int32_t qi) noexcept nogil:
         cdef Queue* queue = &self._queues[qi]
-        cdef Py_ssize_t pos = queue.dirty_slot - 1
-        cdef int32_t last
+        cdef int32_t moved
         if not queue.dirty_slot:
             return
-        last = self._dirty[self._dirty_count - 1]
-        self._dirty[pos] = last
-        self._queues[last].dirty_slot = pos + 1
-        self._dirty_count -= 1
+        moved = _slot_remove(self._dirty, &self._dirty_count, queue.dirty_slot)
+        self._queues[moved].dirty_slot = queue.dirty_slot
         queue.dirty_slot = 0
         queue.examine_all = False
         memset(queue.arrivals, 0, sizeof(queue.arrivals))
@@ -1788,6 +1827,15 @@ cdef class Dispatcher:
                 _require((recipient.ring_deadline, recipient.offer_session, r) in rings,
                          "recipient {} ring timeout not scheduled", (r,))
         return 0
+
+
+cdef inline int32_t _slot_remove(int32_t* items, Py_ssize_t* count, Py_ssize_t slot) noexcept nogil:
+    """Remove the item at ``slot`` (position + 1) of an unordered list by
+    moving the last one there; returns the moved item, whose slot is now
+    ``slot`` (the removed item itself when it was the last)."""
+    count[0] -= 1
+    items[slot - 1] = items[count[0]]
+    return items[slot - 1]
 
 
 cdef inline int64_t _allowed_tier(const Queue* queue, int64_t entered_at, int64_t now_ms) noexcept nogil:

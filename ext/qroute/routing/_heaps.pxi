@@ -20,6 +20,14 @@ cdef inline bint _timer_due(const TimerHeap* heap, int64_t now_ms) noexcept nogi
     return heap.count != 0 and heap.items[0].at <= now_ms
 
 
+cdef inline bint _timer_next(TimerHeap* heap, int64_t now_ms, Timer* timer) noexcept nogil:
+    """Pop the earliest timer into ``*timer`` if it is due at ``now_ms``."""
+    if not _timer_due(heap, now_ms):
+        return False
+    timer[0] = _timer_pop(heap)
+    return True
+
+
 cdef int _timer_push(TimerHeap* heap, int64_t at, int32_t a, int32_t b) except -1 nogil:
     """O(log n)."""
     cdef Timer item
@@ -106,15 +114,6 @@ cdef void _cand_sift_down(Candidate* items, Py_ssize_t n, Py_ssize_t pos) noexce
         items[pos] = items[child]
         pos = child
     items[pos] = item
-
-
-cdef Py_ssize_t _cand_min(const Candidate* items, Py_ssize_t n) noexcept nogil:
-    """Index of the smallest of ``n`` (> 0) candidates."""
-    cdef Py_ssize_t i, best = 0
-    for i in range(1, n):
-        if _cand_lt(&items[i], &items[best]):
-            best = i
-    return best
 
 
 cdef void _cand_heapify(Candidate* items, Py_ssize_t n) noexcept nogil:
