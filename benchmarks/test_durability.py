@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"enqueue {load}: durable/off {rate['durable'] / rate['off']:.2f}x throughput, "
                       f"{cpu['durable'] / cpu['off']:.2f}x server cpu per enqueue (target at least "
                       f"{RATIO_TARGET:.2f}x throughput)")
+            # the machine may be shared: how busy it was by the end says how far to trust the ratios
+            print(f"load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 

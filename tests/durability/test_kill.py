@@ -105,6 +105,13 @@ async def eventually(probe, timeout: float = 5.0):
     raise AssertionError(f"still {value!r} after {timeout} s")
 
 
+async def new_account(server: ServerProcess, name: str) -> str:
+    """A new account on ``server``; returns an API key of it."""
+    async with Client(server.target, server.admin_key) as admin:
+        account = await admin.create_account(name)
+        return (await admin.create_api_key(account.id, name.lower())).secret
+
+
 def line_key(session) -> tuple[int, int]:
     return (-session.priority, session.entered_at.ToMilliseconds())
 
@@ -116,9 +123,7 @@ def test_sigkill_in_the_middle_of_an_enqueue_load_loses_and_duplicates_nothing(t
     before = {}
 
     async def load_then_kill():
-        async with Client(server.target, server.admin_key) as admin:
-            account = await admin.create_account("Durable")
-            key = (await admin.create_api_key(account.id, "load")).secret
+        key = await new_account(server, "Durable")
         before["key"] = key
         async with Client(server.target, key) as client:
             await client.create_queue(id="sales", name="Sales", ring_timeout=60, tick_time=250)
@@ -243,9 +248,7 @@ def test_sigkill_while_agents_answer_reject_and_miss_leaves_one_consistent_story
     seen: dict = {"abandoned": set(), "completed": set()}
 
     async def churn_then_kill():
-        async with Client(server.target, server.admin_key) as admin:
-            account = await admin.create_account("Churn")
-            seen["key"] = (await admin.create_api_key(account.id, "churn")).secret
+        seen["key"] = await new_account(server, "Churn")
         async with Client(server.target, seen["key"]) as client:
             await client.create_queue(id="sales", name="Sales", ring_timeout=1, tick_time=250)
             for agent in agents:
@@ -333,3 +336,49 @@ def test_sigkill_while_agents_answer_reject_and_miss_leaves_one_consistent_story
     assert accepted <= live | set(finished)
     sequences = [row[0] for row in _rows(data_dir, "SELECT sequence FROM events ORDER BY sequence")]
     assert sequences == list(range(1, len(sequences) + 1))
+
+
+def test_a_retry_after_sigkill_gets_the_first_answer_not_a_second_session(tmp_path):
+    """Acknowledged enqueues with a request_id (unary and on a stream), SIGKILL,
+    restart: retrying them by either RPC answers the same sessions, once each."""
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir)
+    server.start()
+    first = {}
+
+    async def enqueue_then_kill():
+        first["key"] = await new_account(server, "Retries")
+        async with Client(server.target, first["key"]) as client:
+            await client.create_queue(id="sales", name="Sales")
+            first["unary"] = await client.enqueue("sales", caller_number="+1", request_id="call-1")
+            requests = [enqueue_request("sales", caller_number="+2", request_id="call-2"),
+                        enqueue_request("sales", caller_number="+1", request_id="call-1")]  # a retry on a stream
+            first["stream"] = [s async for s in client.enqueue_stream(requests)]
+        server.kill()
+
+    try:
+        asyncio.run(asyncio.wait_for(enqueue_then_kill(), RUN_TIMEOUT))
+    finally:
+        server.kill()
+    assert first["stream"][1] == first["unary"]
+
+    server.start()
+
+    async def retry():
+        async with Client(server.target, first["key"]) as client:
+            assert await client.enqueue("sales", caller_number="+1", request_id="call-1") == first["unary"]
+            assert await client.enqueue("sales", caller_number="+2", request_id="call-2") == first["stream"][0]
+            again = [s async for s in client.enqueue_stream([
+                enqueue_request("sales", caller_number="+2", request_id="call-2"),
+                enqueue_request("sales", caller_number="+3", request_id="call-3")])]
+            assert again[0] == first["stream"][0]
+            assert again[1].id not in (first["unary"].id, first["stream"][0].id)
+            sessions = await client.list_sessions("sales")
+            assert sorted(s.id for s in sessions) == sorted([first["unary"].id, first["stream"][0].id, again[1].id])
+
+    try:
+        asyncio.run(asyncio.wait_for(retry(), RUN_TIMEOUT))
+    finally:
+        server.stop()
+    created = _rows(data_dir, "SELECT count(*) FROM events WHERE type = 'session.created'")[0][0]
+    assert created == 3

@@ -12,6 +12,7 @@ import pytest
 
 from qroute.domain.config import Member, QueueConfig, RecipientConfig
 from qroute.domain.enums import Availability, RecipientState, SessionState
+from qroute.domain.ewt import ServiceRate
 from qroute.errors import FailedPrecondition
 
 from ._site import Site, check, settle
@@ -238,13 +239,14 @@ def test_recipients_come_back_logged_in_with_their_availability_and_counters(sit
     assert site.rows("SELECT count(*) FROM activities WHERE recipient_id = 'cy' AND kind = 'logged_in'") == [(1,)]
 
 
-def test_a_pending_logout_survives(site):
+def test_a_pending_logout_survives_with_the_supervisor_who_forced_it(site):
     def before(floor):
-        call_center(floor, "ann", wrapup=30)
+        call_center(floor, "ann", "sue", wrapup=30)
+        floor.set_availability("sue", Availability.AWAY)
         session = floor.enqueue("q")
         floor.run_pass()
         floor.accept(offer_of(floor, "ann"), "ann")
-        floor.logout("ann")  # takes effect when the call ends
+        floor.logout("ann", changed_by="sue")  # takes effect when the call ends
         return session.id
 
     session_id = site.run(before)
@@ -254,6 +256,40 @@ def test_a_pending_logout_survives(site):
         assert floor.recipients["ann"].state == RecipientState.BUSY
         floor.hangup(session_id)
         assert floor.recipients["ann"].state == RecipientState.LOGGED_OUT
+
+    site.run(after)
+    logged_out = [data for _, _, entity_id, data in events(site, "recipient.logged_out") if entity_id == "ann"]
+    assert [data.get("changed_by") for data in logged_out] == ["sue"]
+
+
+def test_consecutive_misses_count_on_towards_the_bounced_call_limit(site):
+    def ring_out(floor):  # the caller rings at ann (again) until the ring timeout
+        floor.run_pass()
+        offer = floor.recipients["ann"].offer
+        assert offer is not None
+        site.clock.advance(1_001)
+        floor.run_pass()
+        assert floor.recipients["ann"].offer is not offer
+
+    def before(floor):
+        call_center(floor, ring_timeout=1)
+        floor.create_recipient(RecipientConfig(id="ann", bounced_call_limit=3))
+        floor.add_members("q", [Member("ann")])
+        floor.login("ann", ready=True)
+        floor.enqueue("q")
+        for _ in range(2):
+            ring_out(floor)
+        assert floor.recipient_status("ann")["consecutive_misses"] == 2
+
+    site.run(before)
+
+    def after(floor):
+        check(floor)
+        assert floor.recipient_status("ann")["consecutive_misses"] == 2
+        ring_out(floor)  # the third in a row, across the restart: bounced
+        status = floor.recipient_status("ann")
+        assert status["state"] == RecipientState.AWAY and status["unavailable_code"] == "bounced"
+        assert status["consecutive_misses"] == 0
 
     site.run(after)
 
@@ -302,3 +338,42 @@ def test_without_durability_nothing_is_stored(tmp_path, impl):
     for table in ("events", "live_sessions", "recipient_states", "config_docs"):
         assert site.rows(f"SELECT count(*) FROM {table}") == [(0,)]
     assert site.rows("SELECT count(*) FROM accounts") == [(1,)]  # accounts and keys are not the engine's
+
+
+def test_queue_counters_and_the_ewt_service_rate_survive(site):
+    def before(floor):
+        call_center(floor, "ann", wrapup=5, ring_timeout=10)
+        for talk_ms in (60_000, 90_000):  # two answered calls teach the queue its handle time
+            session = floor.enqueue("q")
+            floor.run_pass()
+            site.clock.advance(2_000)
+            floor.accept(offer_of(floor, "ann"), "ann")
+            site.clock.advance(talk_ms)
+            floor.hangup(session.id)
+            floor.finish_wrapup("ann")
+        abandoned = floor.enqueue("q")
+        floor.run_pass()
+        site.clock.advance(10_000)
+        floor.run_pass()  # rang out: a missed offer
+        floor.set_availability("ann", Availability.AWAY, unavailable_code="lunch")
+        floor.abandon(abandoned.id)
+        queue = floor.queues["q"]
+        return floor.queue_status("q"), queue.counters, queue.rate
+
+    status, counters, rate = site.run(before)
+    assert (counters.total_sessions, counters.answered_sessions, counters.missed_sessions,
+            counters.abandoned_sessions) == (3, 2, 1, 1)
+    assert rate.observed == 2 and rate.handle_ms != ServiceRate().handle_ms
+
+    def after(floor):
+        queue = floor.queues["q"]
+        assert (queue.counters, queue.rate) == (counters, rate)
+        assert floor.queue_status("q") == status
+        floor.set_availability("ann", Availability.READY)
+        waiting = [floor.enqueue("q") for _ in range(2)]
+        # the second caller waits one handle time (talk and wrap-up) as learned before the restart
+        assert floor.estimated_wait_ms(waiting[1]) == int(rate.handle_ms)
+        floor.delete_queue("q", force=True)
+
+    site.run(after)
+    assert site.rows("SELECT entity_id FROM config_docs WHERE kind = 'queue_stats'") == []

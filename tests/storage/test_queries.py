@@ -4,6 +4,7 @@ import pytest
 
 from qroute.storage import (
     AppendEvents,
+    DeleteIdempotency,
     DeleteOutbox,
     EventRecord,
     IdempotentResponse,
@@ -29,21 +30,25 @@ def test_idempotency_lookup_first_response_wins_and_trim_by_age(tmp_path):
     async def body(storage):
         await storage.write(
             PutIdempotency("a", "req-1", "CreateQueue", b"first", 1_000),
-            PutIdempotency("b", "req-1", "Login", b"other account", 1_000),
+            PutIdempotency("b", "req-1", "CreateQueue", b"other account", 1_000),
+            PutIdempotency("a", "req-1", "Login", b"other method", 1_000),
+            PutIdempotency("a", "req-1", "CreateQueue", b"a recipient's", 1_000, caller="ann"),
             PutIdempotency("a", "req-2", "Login", b"old", 10),
         )
         await storage.write(PutIdempotency("a", "req-1", "CreateQueue", b"second", 2_000))
-        found = await storage.get_idempotent("a", "req-1")
-        other = await storage.get_idempotent("b", "req-1")
-        missing = await storage.get_idempotent("a", "nope")
-        await storage.write(TrimIdempotency(created_before_ms=500))
-        return found, other, missing, await storage.get_idempotent("a", "req-2")
+        found = [await storage.get_idempotent(*key) for key in (
+            ("a", "req-1", "CreateQueue"), ("b", "req-1", "CreateQueue"), ("a", "req-1", "Login"),
+            ("a", "req-1", "CreateQueue", "ann"), ("a", "nope", "CreateQueue"))]
+        await storage.write(TrimIdempotency(created_before_ms=500),
+                            DeleteIdempotency("a", "req-1", "Login"))
+        return found, [await storage.get_idempotent(*key) for key in (
+            ("a", "req-2", "Login"), ("a", "req-1", "Login"), ("a", "req-1", "CreateQueue"))]
 
-    found, other, missing, trimmed = with_storage(tmp_path / "q.db", body)
-    assert found == IdempotentResponse("CreateQueue", b"first", 1_000)
-    assert other.response == b"other account"
-    assert missing is None
-    assert trimmed is None
+    found, after = with_storage(tmp_path / "q.db", body)
+    assert found[0] == IdempotentResponse("CreateQueue", b"first", 1_000)
+    assert [f.response for f in found[1:4]] == [b"other account", b"other method", b"a recipient's"]
+    assert found[4] is None
+    assert after[:2] == [None, None] and after[2].response == b"first"
 
 
 def test_events_since_and_oldest_sequence(tmp_path):

@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 
 from qroute.storage import (
+    AppendEvents,
     DeleteLiveSession,
     InsertOffer,
     Op,
@@ -247,3 +248,33 @@ def test_a_writer_bug_fails_waiting_writes_instead_of_hanging(tmp_path, monkeypa
             with pytest.raises(StorageError):
                 storage.write(PutMeta("later", 1))
     run(main())
+
+
+def test_many_rows_of_one_statement_commit_in_order_with_upserts_and_failures(tmp_path):
+    """A group commit runs each statement's rows as multi-row INSERTs in
+    chunks: every row lands, a key put twice keeps its last document, and a
+    duplicate anywhere in a chunk fails only its own write."""
+    def events(account, first, count):
+        return AppendEvents([(account, n, n, "t", "session", f"s{n}", b"p") for n in range(first, first + count)])
+
+    async def main():
+        async with SqliteStorage(tmp_path / "q.db") as storage:
+            puts = [PutLiveSession("a", f"s{n:03}", session_doc(n)) for n in range(73)]
+            again = PutLiveSession("a", "s005", {**session_doc(5), "priority": 9})
+            await storage.write(*puts, again, events("a", 1, 73))
+            gate, held = await hold_writer(storage)
+            good = storage.write(events("a", 74, 9))
+            bad = storage.write(events("a", 83, 20), events("a", 70, 1))  # 70 is stored already
+            gate.release.set()
+            await held
+            await good
+            with pytest.raises(WriteError):
+                await bad
+            sequences = await storage.read(lambda conn: [r[0] for r in conn.execute(
+                "SELECT sequence FROM events ORDER BY sequence")])
+            return storage.load_all().live_sessions, sequences
+
+    sessions, sequences = run(main())
+    assert len(sessions) == 73
+    assert {r.session_id: r.doc for r in sessions}["s005"]["priority"] == 9
+    assert sequences == list(range(1, 83))

@@ -483,13 +483,15 @@ cdef class Dispatcher:
             self._busy = False
 
     def restore_recipient(self, r, int64_t calls, int64_t offers, int64_t talk_ms,
-                          int64_t idle_since_ms):
-        """Load counters kept across a restart (they drive the LEAST_* routers)."""
+                          int64_t idle_since_ms, int32_t misses=0):
+        """Load counters kept across a restart (they drive the LEAST_* routers,
+        and ``misses`` the bounced-call limit)."""
         cdef Py_ssize_t ri
         cdef Recipient* recipient
         self._enter()
         try:
             recipient = self._recipient(r, &ri)
+            recipient.misses = misses
             recipient.calls = calls
             recipient.offers = offers
             recipient.talk_ms = talk_ms

@@ -56,6 +56,28 @@ class LiveQueue:
     def id(self) -> str:
         return self.config.id
 
+    def stats_doc(self) -> dict[str, Any]:
+        """Its counters and service rate (what the queue status and the EWT
+        learned), as stored so that a restart does not start them cold."""
+        counters, rate = self.counters, self.rate
+        return {"total": counters.total_sessions, "answered": counters.answered_sessions,
+                "missed": counters.missed_sessions, "abandoned": counters.abandoned_sessions,
+                "timed_out": counters.timed_out_sessions, "answered_wait_ms": counters.answered_wait_ms,
+                "handle_ms": rate.handle_ms, "handled": rate.observed, "ewt_error_sum_ms": rate.error_sum_ms,
+                "ewt_error_count": rate.error_count}
+
+    def restore_stats(self, doc: dict[str, Any]) -> None:
+        """Back to what ``stats_doc`` stored (missing keys keep their default)."""
+        fresh_counters, fresh_rate = QueueCounters(), ServiceRate()
+        self.counters = QueueCounters(
+            doc.get("total", fresh_counters.total_sessions), doc.get("answered", fresh_counters.answered_sessions),
+            doc.get("missed", fresh_counters.missed_sessions), doc.get("abandoned", fresh_counters.abandoned_sessions),
+            doc.get("timed_out", fresh_counters.timed_out_sessions),
+            doc.get("answered_wait_ms", fresh_counters.answered_wait_ms))
+        self.rate = ServiceRate(doc.get("handle_ms", fresh_rate.handle_ms), doc.get("handled", fresh_rate.observed),
+                                doc.get("ewt_error_sum_ms", fresh_rate.error_sum_ms),
+                                doc.get("ewt_error_count", fresh_rate.error_count))
+
 
 @dataclass(slots=True, eq=False)
 class Offer:

@@ -9,6 +9,7 @@ event is: the engine never talks to storage itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 
@@ -17,15 +18,25 @@ from qroute.storage import AppendEvents, Op, Storage
 
 Listener = Callable[[DomainEvent], None]
 OpSource = Callable[[DomainEvent], list[Op]]
+BatchOpSource = Callable[[list[DomainEvent]], list[Op]]
+
+
+# One encoder for every event (json.dumps with options builds a new one per call).
+_encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def encode(event: DomainEvent) -> bytes:
-    return json.dumps(event.data, separators=(",", ":"), default=str).encode()
+    return _encode_json(event.data).encode()
 
 
 class Journal:
     """The engine's event sink. ``durable()`` waits until every event
-    published so far (and the state it records) is committed."""
+    published so far (and the state it records) is committed.
+
+    Events go to storage at the end of the loop iteration that published
+    them, or, while a write is still on its way to disk, together in one
+    write once it lands: one write per commit however many callers it holds.
+    """
 
     def __init__(self, storage: Storage, op_sources: list[OpSource] | None = None) -> None:
         self.storage = storage
@@ -33,11 +44,21 @@ class Journal:
         # Each source turns an event into the storage changes it stands for;
         # they commit in the same transaction as the event itself.
         self.op_sources: list[OpSource] = list(op_sources or [])
+        # Called once per write with its events, after the op sources: state that many
+        # events change at once is written once (a queue's counters).
+        self.batch_sources: list[BatchOpSource] = []
         # Called with each event as it is sequenced (subscribers, agent desktops...).
         self.listeners: list[Listener] = []
         self._pending: list[DomainEvent] = []
+        self._pending_ops: list[Op] = []  # attached to the next write (``attach``)
         self._last_write: asyncio.Future | None = None
         self._flush_scheduled = False
+        # Resolves once the pending events are committed: every caller waiting for
+        # them shares the one write that will hold them (``commit_point``).
+        self._batch: asyncio.Future | None = None
+        self._flush_deferred = False  # a flush waits for the write on its way to disk
+        # A storage that keeps nothing acknowledges at once: nothing to wait for.
+        self._writes_nothing = bool(getattr(storage, "writes_nothing", False))
 
     def publish(self, event: DomainEvent) -> None:
         sequence = self.sequences.get(event.account_id, 0) + 1
@@ -45,32 +66,94 @@ class Journal:
         event.sequence = sequence
         self._pending.append(event)
         if not self._flush_scheduled:
-            # one storage write per loop iteration, however many events it produced
+            # one flush per loop iteration, however many events it produced
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
         for listener in self.listeners:
             listener(event)
 
+    def attach(self, *ops: Op) -> None:
+        """Commit ``ops`` with the events published so far (or, if there are
+        none, in the next write): the record of an answer (idempotency) is
+        durable exactly when the change it answers for is."""
+        self._pending_ops.extend(ops)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> asyncio.Future | None:
         self._flush_scheduled = False
-        if not self._pending:
+        if not self._pending and not self._pending_ops:
             return self._last_write
+        last = self._last_write
+        if last is not None and not last.done():
+            # Group commit at the source: what is published while a write is on its
+            # way to disk goes as one write once it lands (it would wait for that
+            # commit in the writer's queue anyway), not one write per loop iteration.
+            if not self._flush_deferred:
+                self._flush_deferred = True
+                last.add_done_callback(self._deferred_flush)
+            return self._batch
         events, self._pending = self._pending, []
-        ops: list[Op] = []
-        for event in events:
-            for source in self.op_sources:
-                ops.extend(source(event))
-        ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, e.entity.name.lower(), e.entity_id,
-                                  encode(e)) for e in events]))
-        self._last_write = self.storage.write(*ops)
-        return self._last_write
+        batch, self._batch = self._batch, None
+        try:
+            ops, self._pending_ops = self._pending_ops, []
+            for event in events:
+                for source in self.op_sources:
+                    ops.extend(source(event))
+            for batch_source in self.batch_sources:
+                ops.extend(batch_source(events))
+            if events:
+                ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, e.entity.name.lower(),
+                                          e.entity_id, encode(e)) for e in events]))
+            write = self.storage.write(*ops)
+        except Exception as exc:
+            # The callers waiting for these events fail, and so does the next
+            # durable(): nothing is acknowledged that was not written.
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            self._last_write = failed
+            if batch is not None:
+                batch.set_exception(exc)
+            return failed
+        self._last_write = write
+        if batch is not None:
+            if write is None:
+                batch.set_result(None)
+            else:
+                write.add_done_callback(functools.partial(_settle, batch))
+        return write
 
     def commit_point(self) -> asyncio.Future | None:
-        """A future that resolves once everything published so far is committed."""
-        return self._flush()
+        """A future that resolves once everything published so far is
+        committed (None: nothing to wait for). Events still pending share
+        the write they will go out in with everything published by then."""
+        if not (self._pending or self._pending_ops) or self._writes_nothing:
+            return self._flush()
+        return self._pending_batch()
+
+    def _pending_batch(self) -> asyncio.Future:
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().create_future()
+        return self._batch
+
+    def _deferred_flush(self, _landed: asyncio.Future) -> None:
+        self._flush_deferred = False
+        self._flush()
 
     async def durable(self) -> None:
         """Returns once everything published so far is committed."""
-        write = self._flush()
+        write = self.commit_point()
         if write is not None:
             await asyncio.shield(write)
+
+
+def _settle(batch: asyncio.Future, write: asyncio.Future) -> None:
+    if batch.done():
+        return
+    if write.cancelled():
+        batch.cancel()
+    elif write.exception() is not None:
+        batch.set_exception(write.exception())
+    else:
+        batch.set_result(None)

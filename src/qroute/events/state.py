@@ -47,7 +47,9 @@ def state_ops(event: DomainEvent) -> list[Op]:
     action = event.type.partition(".")[2]
     if action in ("created", "updated") and kind in ("queue", "recipient"):
         return [PutConfig(account, kind, entity_id, event.data["config"])]
-    if action == "deleted" and kind in ("queue", "recipient"):
+    if event.type == "queue.deleted":
+        return [DeleteConfig(account, kind, entity_id), DeleteConfig(account, QUEUE_STATS, entity_id)]
+    if action == "deleted" and kind == "recipient":
         return [DeleteConfig(account, kind, entity_id)]
     if event.type == "queue.member_added":
         doc = {"tier": event.data["tier"], "weight": event.data["weight"]}
@@ -55,6 +57,46 @@ def state_ops(event: DomainEvent) -> list[Op]:
     if event.type == "queue.member_removed":
         return [DeleteMembership(account, entity_id, event.data["recipient_id"])]
     return []
+
+
+# --- queue counters ------------------------------------------------------------
+
+QUEUE_STATS = "queue_stats"  # the config kind of a queue's counters and service rate
+
+# Events after which a queue's counters or service rate may have changed: it was
+# entered (or refused entry), left (answered, abandoned, timed out), an offer of it
+# was missed, or a call of it ended (the handle time).
+_COUNTED = frozenset({"queue.session_joined", "queue.session_left", "session.timed_out", "recipient.missed",
+                      "session.ended", "session.transferred", "recipient.wrapup_started"})
+
+
+class QueueStats:
+    """A batch op source of the journal: once per write, the counters and
+    service rate of every queue its events touched, as ``stats_of(account_id,
+    queue_id)`` has them then (None: the queue is gone). One document per
+    queue however many callers a write holds."""
+
+    def __init__(self, stats_of: Callable[[str, str], dict | None]) -> None:
+        self._stats_of = stats_of
+
+    def __call__(self, events: list[DomainEvent]) -> list[Op]:
+        touched: dict[tuple[str, str], None] = {}
+        for event in events:
+            if event.type not in _COUNTED:
+                continue
+            if event.type.startswith("queue."):
+                touched[(event.account_id, event.entity_id)] = None
+                continue
+            for key in ("queue_id", "from_queue_id"):
+                queue_id = event.data.get(key)
+                if queue_id:
+                    touched[(event.account_id, queue_id)] = None
+        ops: list[Op] = []
+        for account_id, queue_id in touched:
+            doc = self._stats_of(account_id, queue_id)
+            if doc is not None:
+                ops.append(PutConfig(account_id, QUEUE_STATS, queue_id, doc))
+        return ops
 
 
 # --- stored documents ----------------------------------------------------------
@@ -76,7 +118,9 @@ def state_ops(event: DomainEvent) -> list[Op]:
 #   offered_at_ms, ring_timeout_ms; or null), wrapup_session_id,
 #   wrapup_until_ms (0 unless in wrap-up), wrapup_since_ms, logout_pending
 #   (the source of a logout waiting for the call to end, or ""),
+#   logout_pending_by (the supervisor who forced that logout, or ""),
 #   calls_taken, offers, talk_ms, idle_since_ms (the routers' counters),
+#   consecutive_misses (towards the bounced-call limit),
 #   logged_in_since_ms and activity ([kind, code, since_ms] of the open
 #   ready/away interval, or null).
 
@@ -84,14 +128,14 @@ _RECIPIENT_DEFAULTS: dict[str, Any] = {
     "logged_in": False, "availability": "away", "unavailable_code": "", "forced_by": "",
     "away_queues": [], "state": "logged_out", "state_since_ms": 0, "session_id": "", "offer": None,
     "wrapup_session_id": "", "wrapup_until_ms": 0, "wrapup_since_ms": 0, "logout_pending": "",
-    "calls_taken": 0, "offers": 0, "talk_ms": 0, "idle_since_ms": 0,
-    "logged_in_since_ms": 0, "activity": None,
+    "calls_taken": 0, "offers": 0, "talk_ms": 0, "idle_since_ms": 0, "consecutive_misses": 0,
+    "logout_pending_by": "", "logged_in_since_ms": 0, "activity": None,
 }
 
 _SESSION_OPTIONAL = ("caller_number", "caller_name", "skills", "properties", "callback")
 
 # Recipient events whose counters ride along (recipient.state_changed).
-_COUNTERS = ("calls_taken", "offers", "talk_ms", "idle_since_ms")
+_COUNTERS = ("calls_taken", "offers", "talk_ms", "idle_since_ms", "consecutive_misses")
 
 
 class _Account:
@@ -291,7 +335,8 @@ class LiveState:
     def _logged_out(self, account: _Account, event: DomainEvent) -> None:
         # the logged-in interval closes, and the document is stored, with the
         # recipient.state_changed that follows
-        self._recipient(account, event.entity_id)["logout_pending"] = ""
+        doc = self._recipient(account, event.entity_id)
+        doc["logout_pending"] = doc["logout_pending_by"] = ""
 
     def _state_changed(self, account: _Account, event: DomainEvent) -> list[Op]:
         data = event.data
@@ -318,8 +363,9 @@ class LiveState:
             reason = data["reason"]
             if reason == "logout_pending":
                 doc["logout_pending"] = data["source"]
+                doc["logout_pending_by"] = data.get("changed_by", "")
             elif reason == "logout_cancelled" or not logged_in:
-                doc["logout_pending"] = ""
+                doc["logout_pending"] = doc["logout_pending_by"] = ""
             # the open ready/away interval: closes when availability or code changes
             interval = [data["availability"], data["unavailable_code"]] if logged_in else None
             current = doc["activity"]
@@ -465,5 +511,7 @@ def recipient_restore_args(doc: dict) -> dict[str, Any]:
         "offers": doc["offers"],
         "talk_ms": doc["talk_ms"],
         "idle_since_ms": doc["idle_since_ms"],
+        "misses": doc["consecutive_misses"],
+        "logout_pending_by": doc["logout_pending_by"],
         "offer": (offer["offer_id"], offer["session_id"], offer["queue_id"]) if offer else None,
     }

@@ -437,9 +437,11 @@ class Dispatcher:
         return True
 
     def restore_recipient(self, r: int, calls: int, offers: int, talk_ms: int,
-                          idle_since_ms: int) -> None:
-        """Load counters kept across a restart (they drive the LEAST_* routers)."""
+                          idle_since_ms: int, misses: int = 0) -> None:
+        """Load counters kept across a restart (they drive the LEAST_* routers,
+        and ``misses`` the bounced-call limit)."""
         recipient = self._recipient(r)
+        recipient.misses = misses
         recipient.calls = calls
         recipient.offers = offers
         recipient.talk_ms = talk_ms

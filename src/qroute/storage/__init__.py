@@ -15,6 +15,7 @@ from qroute.storage.ops import __all__ as _ops_all
 from qroute.storage.records import (
     ApiKeyRecord,
     EventRecord,
+    IdempotencyRecord,
     IdempotentResponse,
     LiveSessionRecord,
     MembershipRecord,
@@ -22,12 +23,13 @@ from qroute.storage.records import (
     Snapshot,
     StorageStats,
 )
+from qroute.storage.requests import RequestLog
 from qroute.storage.schema import SCHEMA_VERSION
 from qroute.storage.sqlite import SqliteStorage
 
 __all__ = [
-    "ApiKeyRecord", "EventRecord", "IdempotentResponse", "LiveSessionRecord",
-    "MembershipRecord", "OutboxRecord", "SCHEMA_VERSION", "SchemaError", "Snapshot",
+    "ApiKeyRecord", "EventRecord", "IdempotencyRecord", "IdempotentResponse", "LiveSessionRecord",
+    "MembershipRecord", "OutboxRecord", "RequestLog", "SCHEMA_VERSION", "SchemaError", "Snapshot",
     "SqliteStorage", "Storage", "StorageClosed", "StorageError", "StorageStats",
     "WriteError", *_ops_all,
 ]

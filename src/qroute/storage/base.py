@@ -45,8 +45,8 @@ class Storage(Protocol):
     async def oldest_sequence(self, account_id: str) -> int | None:
         """The lowest event sequence still stored for the account."""
 
-    async def get_idempotent(self, account_id: str,
-                             request_id: str) -> IdempotentResponse | None:
+    async def get_idempotent(self, account_id: str, request_id: str, method: str,
+                             caller: str = "") -> IdempotentResponse | None:
         """The response recorded for a request id, if any."""
 
     async def outbox_due(self, now_ms: int, limit: int) -> list[OutboxRecord]:

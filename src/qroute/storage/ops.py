@@ -7,9 +7,12 @@ moment; a document that is not JSON-serializable fails right there, on the
 caller's line, not later in the writer thread.
 
 How the writer runs an op: ``sql`` is its one statement and ``param_rows()``
-its parameter rows; consecutive ops (of one write or of neighbouring writes in the
-same group commit) that share ``sql`` run as one ``executemany``. An op that
-needs several statements sets ``sql = None`` and overrides ``steps()``.
+its parameter rows. A group commit runs its ops table by table (the table is
+read from ``sql``: ``INSERT INTO t``, ``DELETE FROM t``, ``UPDATE t``; each
+table's ops in their order), and consecutive ops that share ``sql`` run
+together (an ``INSERT ... VALUES`` as multi-row INSERTs). An op that needs
+several statements sets ``sql = None`` and overrides ``steps()``; it keeps
+its place among the others.
 
 The SQL is SQLite's; another backend maps op types to its own statements.
 """
@@ -28,7 +31,7 @@ __all__ = [
     "PutLiveSession", "DeleteLiveSession", "PutRecipientState", "DeleteRecipientState",
     "InsertFinishedSession", "InsertOffer", "InsertActivity",
     "AppendEvents", "TrimEvents", "EventRow",
-    "PutIdempotency", "TrimIdempotency",
+    "PutIdempotency", "DeleteIdempotency", "TrimIdempotency",
     "PutOutbox", "DeleteOutbox",
     "OFFER_OUTCOMES", "encode_doc",
 ]
@@ -458,10 +461,12 @@ class TrimEvents(Op):
 
 @_op
 class PutIdempotency(Op):
-    """Remember the response to a mutating request by its ``request_id``.
+    """Remember the response to a mutating request by its ``request_id``,
+    per account, ``caller`` (who asked: "" for the account's keys, or the
+    recipient a recipient key acts for) and ``method`` (the RPC).
 
-    The first response recorded for an (account_id, request_id) is kept; a
-    later one for the same id is ignored (not an error).
+    The first response recorded for a key is kept; a later one for the same
+    key is ignored (not an error).
     """
 
     account_id: str
@@ -469,13 +474,31 @@ class PutIdempotency(Op):
     method: str
     response: bytes
     created_ms: int
+    caller: str = ""
     sql: ClassVar[str] = (
-        "INSERT INTO idempotency (account_id, request_id, method, response, created_ms) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, request_id) DO NOTHING"
+        "INSERT INTO idempotency (account_id, caller, method, request_id, response, created_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, caller, method, request_id) DO NOTHING"
     )
 
     def params(self) -> tuple:
-        return (self.account_id, self.request_id, self.method, self.response, self.created_ms)
+        return (self.account_id, self.caller, self.method, self.request_id, self.response,
+                self.created_ms)
+
+
+@_op
+class DeleteIdempotency(Op):
+    """Forget one recorded response (evicted by the per-account limit)."""
+
+    account_id: str
+    request_id: str
+    method: str
+    caller: str = ""
+    sql: ClassVar[str] = (
+        "DELETE FROM idempotency WHERE account_id = ? AND caller = ? AND method = ? AND request_id = ?"
+    )
+
+    def params(self) -> tuple:
+        return (self.account_id, self.caller, self.method, self.request_id)
 
 
 @_op

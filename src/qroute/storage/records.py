@@ -42,6 +42,15 @@ class IdempotentResponse(NamedTuple):
     created_ms: int
 
 
+class IdempotencyRecord(NamedTuple):
+    account_id: str
+    caller: str
+    method: str
+    request_id: str
+    response: bytes
+    created_ms: int
+
+
 class OutboxRecord(NamedTuple):
     account_id: str
     delivery_id: str
@@ -69,6 +78,7 @@ class Snapshot:
     - ``recipient_states``: (account_id, recipient_id) -> doc.
     - ``max_event_sequence``: account_id -> highest event sequence stored
       (accounts with no event are absent).
+    - ``idempotency``: ``IdempotencyRecord`` oldest first.
     """
 
     meta: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +89,7 @@ class Snapshot:
     live_sessions: list[LiveSessionRecord] = field(default_factory=list)
     recipient_states: dict[tuple[str, str], dict] = field(default_factory=dict)
     max_event_sequence: dict[str, int] = field(default_factory=dict)
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True)

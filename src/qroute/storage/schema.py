@@ -181,7 +181,30 @@ _V2 = (
         WHERE outcome <> 'accepted'""",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
+# Version 3:
+# - live_sessions loses its two secondary indexes: nothing reads through them
+#   (load_all sorts one scan), and every stored session change paid for them.
+# - idempotency is keyed by who asked and the RPC as well as the request id
+#   (a recipient key's ids are its own; an id names one call of one RPC), and
+#   now holds what mutations answered (qroute.storage.requests): rebuilt, as
+#   nothing was stored in it before.
+_V3 = (
+    "DROP INDEX live_sessions_order",
+    "DROP INDEX live_sessions_state",
+    "DROP TABLE idempotency",
+    """CREATE TABLE idempotency (
+        account_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        method TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        response BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (account_id, caller, method, request_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX idempotency_created ON idempotency (created_ms)",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -52,6 +52,7 @@ from qroute.storage.ops import Op
 from qroute.storage.records import (
     ApiKeyRecord,
     EventRecord,
+    IdempotencyRecord,
     IdempotentResponse,
     LiveSessionRecord,
     MembershipRecord,
@@ -261,6 +262,9 @@ class _Writer(threading.Thread):
         stats.last_commit_seconds = elapsed
         stats.max_commit_seconds = max(stats.max_commit_seconds, elapsed)
         stats.commit_seconds_total += elapsed
+        on_commit = getattr(self.storage, "on_commit", None)  # set by qroute.metrics: histograms need each commit
+        if on_commit is not None:
+            on_commit(elapsed, batch_ops)
         self._signal(_resolve_ok, [fut for _, fut in batch])
 
     def _retry_one_by_one(self, conn: sqlite3.Connection, batch: list[_Item]):
@@ -291,18 +295,18 @@ class _Writer(threading.Thread):
 
 
 def _run_transaction(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
-    """Run ``ops`` in one transaction; consecutive ops sharing a statement run
-    as one executemany. On failure the transaction is rolled back and the
-    error raised."""
+    """Run ``ops`` in one transaction, table by table (``_by_table``);
+    consecutive ops sharing a statement run together (``_execute_rows``). On
+    failure the transaction is rolled back and the error raised."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         sql = None
         rows: list[tuple] = []
-        for op in ops:
+        for op in _by_table(ops):
             op_sql = op.sql
             if op_sql is None:  # a multi-statement op
                 if rows:
-                    conn.executemany(sql, rows)
+                    _execute_rows(conn, sql, rows)
                     rows = []
                 sql = None
                 for step_sql, step_rows in op.steps():
@@ -310,17 +314,107 @@ def _run_transaction(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
                 continue
             if op_sql != sql:
                 if rows:
-                    conn.executemany(sql, rows)
+                    _execute_rows(conn, sql, rows)
                     rows = []
                 sql = op_sql
             rows.extend(op.param_rows())
         if rows:
-            conn.executemany(sql, rows)
+            _execute_rows(conn, sql, rows)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _by_table(ops: Sequence[Op]) -> Sequence[Op]:
+    """``ops`` grouped by the table they write, each table's in their order:
+    a group commit of many writes, each a session, its events and a queue's
+    counters, runs three statements instead of three per write. Tables
+    share nothing (no triggers, no foreign keys), so only the order within
+    one table matters. A multi-statement op, or one whose table is not
+    known, keeps its place: nothing moves across it."""
+    if len(ops) < 3:
+        return ops
+    ordered: list[Op] = []
+    groups: dict[str, list[Op]] = {}
+    for op in ops:
+        table = _table_of(op.sql) if op.sql is not None else None
+        if table is None:
+            for group in groups.values():
+                ordered.extend(group)
+            groups = {}
+            ordered.append(op)
+            continue
+        group = groups.get(table)
+        if group is None:
+            group = groups[table] = []
+        group.append(op)
+    for group in groups.values():
+        ordered.extend(group)
+    return ordered
+
+
+_TABLE_OF: dict[str, str | None] = {}
+
+
+def _table_of(sql: str) -> str | None:
+    table = _TABLE_OF.get(sql, False)
+    if table is False:
+        words = sql.split(None, 3)
+        table = None
+        if len(words) > 2 and words[0] in ("INSERT", "DELETE") and words[1] in ("INTO", "FROM"):
+            table = words[2]
+        elif len(words) > 1 and words[0] == "UPDATE":
+            table = words[1]
+        _TABLE_OF[sql] = table
+    return table
+
+
+# Rows per multi-row INSERT: a group commit's rows of one statement go in
+# chunks of these sizes (few distinct statements for the statement cache).
+_CHUNKS = (64, 8, 1)
+_multi_row: dict[str, tuple[str, str, str] | None] = {}
+
+
+def _execute_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
+    """Run ``sql`` for each row, in order. An ``INSERT ... VALUES (...)`` runs
+    as multi-row INSERTs: SQLite steps once per chunk instead of once per
+    row, and the sqlite3 module releases and retakes the GIL at every step
+    (with the event loop busy, each retake waits for it to let go)."""
+    parts = _multi_row.get(sql, False)
+    if parts is False:
+        parts = _multi_row[sql] = _split_values(sql)
+    if parts is None or len(rows) < _CHUNKS[-2]:
+        conn.executemany(sql, rows)
+        return
+    head, values, tail = parts
+    start = 0
+    for size in _CHUNKS:
+        statement = None
+        while len(rows) - start >= size:
+            if size == 1:
+                conn.executemany(sql, rows[start:])
+                return
+            if statement is None:
+                statement = head + ", ".join([values] * size) + tail
+            conn.execute(statement, [value for row in rows[start:start + size] for value in row])
+            start += size
+
+
+def _split_values(sql: str) -> tuple[str, str, str] | None:
+    """(before, "(?, ..., ?)", after) of a one-row ``INSERT ... VALUES``; None
+    for any other statement."""
+    if not sql.startswith("INSERT INTO "):
+        return None
+    start = sql.find(" VALUES (")
+    if start < 0:
+        return None
+    start += len(" VALUES ")
+    end = sql.index(")", start) + 1
+    if sql.count("(", start, end) != 1:
+        return None
+    return sql[:start], sql[start:end], sql[end:]
 
 
 class SqliteStorage:
@@ -491,12 +585,14 @@ class SqliteStorage:
             ).fetchone()[0]
         return await self._read(query)
 
-    async def get_idempotent(self, account_id: str, request_id: str) -> IdempotentResponse | None:
+    async def get_idempotent(self, account_id: str, request_id: str, method: str,
+                             caller: str = "") -> IdempotentResponse | None:
         """The response recorded for ``request_id`` (committed ones only), or None."""
         def query(conn: sqlite3.Connection) -> IdempotentResponse | None:
             row = conn.execute(
                 "SELECT method, response, created_ms FROM idempotency "
-                "WHERE account_id = ? AND request_id = ?", (account_id, request_id)
+                "WHERE account_id = ? AND caller = ? AND method = ? AND request_id = ?",
+                (account_id, caller, method, request_id)
             ).fetchone()
             return None if row is None else IdempotentResponse._make(row)
         return await self._read(query)
@@ -610,4 +706,7 @@ def _load_all_in_transaction(conn: sqlite3.Connection) -> Snapshot:
             "SELECT min(account_id) FROM events WHERE account_id > ?", (account_id,)
         ).fetchone()[0]
     snapshot.max_event_sequence = max_sequence
+    snapshot.idempotency = list(map(IdempotencyRecord._make, conn.execute(
+        "SELECT account_id, caller, method, request_id, response, created_ms FROM idempotency "
+        "ORDER BY created_ms")))
     return snapshot

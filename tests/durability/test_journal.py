@@ -1,0 +1,105 @@
+"""The journal's commit points: many callers share writes (one in flight at a
+time), and each is answered only once what it published is committed; and a
+request id's answer, committed with its change, answers its retries."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from qroute.api.common import answer_once
+from qroute.api.convert import session_message
+from qroute.domain.config import QueueConfig
+from qroute.keys import Principal
+from qroute.node import DATABASE_FILE
+
+from ._site import Site
+
+
+@pytest.fixture
+def site(tmp_path) -> Site:
+    return Site(tmp_path / "data")
+
+
+def stored_sessions(site: Site) -> set[str]:
+    conn = sqlite3.connect(site.data_dir / DATABASE_FILE)
+    try:
+        return {row[0] for row in conn.execute("SELECT session_id FROM live_sessions")}
+    finally:
+        conn.close()
+
+
+def test_a_commit_point_resolves_only_once_everything_before_it_is_stored(site):
+    async def body(floor):
+        floor.create_queue(QueueConfig(id="q", name="Q"))
+        journal = site.node.journal
+        points = []
+        for n in range(60):
+            session = floor.enqueue("q", caller_number=f"+31{n}")
+            points.append((session.id, journal.commit_point()))
+            if n % 4 == 3:
+                await asyncio.sleep(0)  # later callers publish while earlier writes are on their way
+        for n, (session_id, point) in enumerate(points):
+            await point
+            stored = stored_sessions(site)
+            assert {sid for sid, _ in points[:n + 1]} <= stored, f"caller {n} acknowledged before its commit"
+        return len(points)
+
+    assert site.run(body) == 60
+
+
+def test_a_failed_write_fails_the_callers_waiting_for_it_and_the_next_durable(site):
+    async def body(floor):
+        floor.create_queue(QueueConfig(id="q", name="Q"))
+        journal = site.node.journal
+        await journal.durable()
+
+        def broken(*ops):
+            raise RuntimeError("disk on fire")
+
+        real, site.node.storage.write = site.node.storage.write, broken
+        try:
+            floor.enqueue("q")
+            with pytest.raises(RuntimeError, match="disk on fire"):
+                await journal.durable()  # waiting when the write fails
+            floor.enqueue("q")
+            await asyncio.sleep(0)  # its write fails with nobody waiting
+            with pytest.raises(RuntimeError, match="disk on fire"):
+                await journal.durable()
+        finally:
+            site.node.storage.write = real
+        floor.enqueue("q")
+        await journal.durable()  # a write that works is acknowledged again
+
+    site.run(body)
+
+
+def test_a_request_id_is_answered_once_even_while_its_first_call_runs_and_after_a_restart(site):
+    calls = []
+
+    def caller(floor):
+        async def enqueue():
+            calls.append(1)
+            await asyncio.sleep(0.01)  # the retry comes while the first call is being answered
+            return session_message(floor, floor.enqueue("q"), floor.clock.now_ms())
+        return enqueue
+
+    async def first(floor):
+        floor.create_queue(QueueConfig(id="q", name="Q"))
+        principal = Principal(site.account_id, "key")
+        answers = await asyncio.gather(*(answer_once(site.node, principal, "SessionService/Enqueue", "call-1",
+                                                     caller(floor)) for _ in range(3)))
+        assert len(calls) == 1 and answers[0] == answers[1] == answers[2]
+        return answers[0]
+
+    answer = site.run(first)
+
+    async def retried(floor):
+        principal = Principal(site.account_id, "key")
+        again = await answer_once(site.node, principal, "SessionService/Enqueue", "call-1", caller(floor))
+        assert again == answer and len(calls) == 1
+        assert list(floor.sessions) == [answer.id]
+
+    site.run(retried)
