@@ -2,8 +2,9 @@
 
 ``setup`` configures the root logger: lines for people (``console``) or one
 JSON object per line (``json``), each with the event's fields. Every line
-goes through ``Redact``: an API key (``qr_<id>_<secret>``) or a bearer token
-that slipped into a message or a field is shown with its secret masked.
+goes through ``redact``: an API key (``qr_<id>_<secret>``), a bearer token,
+a URL's password or a secret-looking query parameter (a webhook's URL in a
+delivery error) that slipped into a message or a field is shown masked.
 
 ``ChangeLog`` is a journal listener that turns the events people care about
 (queues and recipients created or deleted, logins and logouts, recipients
@@ -28,16 +29,22 @@ log = logging.getLogger("qroute.changes")
 
 _KEY = re.compile(r"\b(qr_[A-Za-z0-9]+_)[A-Za-z0-9_\-]{8,}")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)(?!qr_)[A-Za-z0-9._~+/\-]{8,}=*")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^/\s@]+@")  # scheme://user:password@
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:[a-z_\-]*(?:token|key|secret)|password|passwd|pwd|sig|signature)=)"
+                           r"[^&#\s'\"]+")
 # attributes every LogRecord has: the rest were passed with extra= and are the line's fields
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
 def redact(text: str) -> str:
-    """``text`` with API keys and bearer tokens masked (their key id kept)."""
+    """``text`` with API keys (their key id kept), bearer tokens, URL
+    passwords and secret query parameters masked."""
     if "qr_" in text:
         text = _KEY.sub(r"\1****", text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(r"\1****", text)
+    if "://" in text:
+        text = _QUERY_SECRET.sub(r"\1****", _USERINFO.sub(r"\1****@", text))
     return text
 
 

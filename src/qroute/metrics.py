@@ -3,9 +3,11 @@
 What costs something on the hot path is only what must be counted as it
 happens: one counter increment and one histogram ``observe`` per RPC (an
 observer of ``qroute.api.common``), one ``observe`` per dispatch pass (the
-``PassScheduler.on_pass`` hook), and a plain integer increment per offer (a
-journal listener). Everything else — queues' waiting sessions, recipients
-by state, storage, webhooks, event streams — is read from the node when
+``PassScheduler.on_pass`` hook), two per group commit (commit latency and
+batch size, from the storage writer's thread: the storage's ``on_commit``
+hook), and a plain integer increment per offer (a journal listener).
+Everything else — queues' waiting sessions, recipients by state, storage
+counters, webhooks, event streams — is read from the node when
 Prometheus scrapes (``NodeCollector``), on the event loop, so it sees a
 consistent state and nothing is maintained between scrapes.
 
@@ -24,7 +26,7 @@ import logging
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from qroute.api import common
@@ -34,6 +36,8 @@ log = logging.getLogger("qroute.metrics")
 
 RPC_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 10.0)
 PASS_BUCKETS = (.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25)
+COMMIT_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # ops; 5000 is the writer's cap
 STATES = {state: state.name.lower() for state in RecipientState}
 SUBSCRIBE = "EventService/Subscribe"
 
@@ -57,6 +61,11 @@ class Metrics:
                                       buckets=PASS_BUCKETS, registry=self.registry)
         self.pass_records = Counter("qroute_dispatch_records", "Records applied by dispatch passes "
                                     "(offers, misses, timeouts, wrap-up ends)", registry=self.registry)
+        self.commit_seconds = Histogram("qroute_storage_commit_seconds", "Duration of a group commit "
+                                        "(BEGIN .. COMMIT; the commits' count is this histogram's _count)",
+                                        buckets=COMMIT_BUCKETS, registry=self.registry)
+        self.batch_ops = Histogram("qroute_storage_batch_ops", "Ops per group commit (the batch size)",
+                                   buckets=BATCH_BUCKETS, registry=self.registry)
         self.offers = 0  # session.offered events: the matches
         self.events = 0  # events published
         self.subscribers = 0  # Subscribe streams open
@@ -87,6 +96,11 @@ class Metrics:
         if records:
             self.pass_records.inc(records)
 
+    def on_commit(self, seconds: float, ops: int) -> None:
+        """A group commit, reported by the storage writer's thread (``observe`` takes a lock)."""
+        self.commit_seconds.observe(seconds)
+        self.batch_ops.observe(ops)
+
     def on_event(self, event) -> None:
         self.events += 1
         if event.type == "session.offered":
@@ -97,6 +111,7 @@ class Metrics:
         common.stream_observers.append(self.on_stream)
         self.node.scheduler.on_pass = self.on_pass
         self.node.journal.listeners.append(self.on_event)
+        self.node.storage.on_commit = self.on_commit
 
     def uninstall(self) -> None:
         for hooks, hook in ((common.rpc_observers, self.on_rpc), (common.stream_observers, self.on_stream),
@@ -105,6 +120,8 @@ class Metrics:
                 hooks.remove(hook)
         if self.node.scheduler.on_pass == self.on_pass:
             self.node.scheduler.on_pass = None
+        if getattr(self.node.storage, "on_commit", None) == self.on_commit:
+            self.node.storage.on_commit = None
 
     def text(self) -> bytes:
         """The exposition text, as scraped."""
@@ -170,16 +187,10 @@ class NodeCollector:
 
     def _storage(self) -> Iterable:
         stats = self.node.storage.stats
-        commits = SummaryMetricFamily("qroute_storage_commit_seconds", "Group commits: count and total time",
-                                      count_value=stats.commits, sum_value=stats.commit_seconds_total)
-        yield commits
         yield GaugeMetricFamily("qroute_storage_commit_seconds_max", "Longest commit so far",
                                 value=stats.max_commit_seconds)
         yield GaugeMetricFamily("qroute_storage_commit_seconds_last", "Duration of the last commit",
                                 value=stats.last_commit_seconds)
-        yield SummaryMetricFamily("qroute_storage_batch_ops", "Ops per group commit: count (commits) and "
-                                  "sum (ops committed); their ratio is the mean batch size",
-                                  count_value=stats.commits, sum_value=stats.ops_committed)
         yield GaugeMetricFamily("qroute_storage_batch_ops_last", "Ops in the last group commit",
                                 value=stats.last_batch_size)
         yield GaugeMetricFamily("qroute_storage_batch_ops_max", "Most ops in one group commit",

@@ -23,6 +23,10 @@ class Served:
             account = await admin.create_account("Ops")
             self.account_id = account.id
             self.key = (await admin.create_api_key(account.id, "ops tests")).secret
+        return self.client()
+
+    def client(self) -> Client:
+        """Another client acting with the account's key."""
         return Client(self.target, self.key)
 
 
@@ -59,3 +63,23 @@ async def call_flow(client: Client) -> None:
         second = await client.enqueue("sales", caller_number="+15550101")
         await client.abandon(second.id)
         await client.enqueue("sales", caller_number="+15550102")
+
+
+async def after_call_flow(data_dir, then, metrics: bool = False):
+    """Serve, run ``call_flow`` with the account's client, then return
+    ``await then(served, client)``; the server is stopped in any case."""
+    served = await serve(data_dir, metrics=metrics)
+    try:
+        async with await served.account() as client:
+            await call_flow(client)
+            return await then(served, client)
+    finally:
+        await served.running.stop(0)
+
+
+async def bob_ready_but_away_for_sales(client: Client) -> None:
+    """Bob logs in, sets himself away for sales alone, then ready: so he is
+    not offered the caller call_flow left waiting in sales."""
+    await client.login("bob")
+    await client.set_availability("bob", ready=False, queue_id="sales")
+    await client.set_availability("bob", ready=True)

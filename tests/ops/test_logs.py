@@ -7,10 +7,15 @@ import io
 import json
 import logging
 
+import pytest
+
 from qroute import logs
+from qroute.client import Client, ClientError
 from qroute.domain.events import DomainEvent
 
-from ._server import call_flow, serve
+from ._server import after_call_flow
+
+WRONG_KEY = "qr_k9stranger_" + "W" * 43
 
 
 def capture(level: str, fmt: str = "json"):
@@ -24,24 +29,25 @@ def capture(level: str, fmt: str = "json"):
 def run_flow(tmp_path, level):
     stream, restore = capture(level)
     try:
-        async def body():
-            served = await serve(tmp_path / "data", metrics=False)
-            try:
-                async with await served.account() as client:
-                    await call_flow(client)
-                    await client.delete_queue("support")
-                return served.key
-            finally:
-                await served.running.stop(0)
+        async def then(served, client):
+            await client.delete_queue("support")
+            async with Client(served.target, WRONG_KEY) as stranger:  # refused: its secret is not logged
+                with pytest.raises(ClientError):
+                    await stranger.list_queues()
+            return served.key, served.admin_key
 
-        key = asyncio.run(asyncio.wait_for(body(), 15))
+        keys = asyncio.run(asyncio.wait_for(after_call_flow(tmp_path / "data", then), 15))
     finally:
         restore()
-    return [json.loads(line) for line in stream.getvalue().splitlines()], key, stream.getvalue()
+    return [json.loads(line) for line in stream.getvalue().splitlines()], keys, stream.getvalue()
+
+
+def secrets_of(*keys: str) -> list[str]:
+    return [key.split("_", 2)[2] for key in (*keys, WRONG_KEY)]
 
 
 def test_info_logs_changes_as_json_and_no_rpcs_nor_secrets(tmp_path):
-    lines, key, text = run_flow(tmp_path, "info")
+    lines, keys, text = run_flow(tmp_path, "info")
     messages = [line["msg"] for line in lines]
     assert messages[0].startswith("server started on 127.0.0.1:")
     assert "queue sales created" in messages and "queue support deleted" in messages
@@ -53,14 +59,28 @@ def test_info_logs_changes_as_json_and_no_rpcs_nor_secrets(tmp_path):
     assert created["level"] == "info" and created["logger"] == "qroute.changes"
     assert created["event"] == "queue.created" and created["entity_id"] == "sales" and created["account_id"]
     assert not any(m.startswith("rpc ") for m in messages)
-    secret = key.split("_", 2)[2]
-    assert secret not in text
+    assert not any(secret in text for secret in secrets_of(*keys))
 
 
-def test_debug_logs_every_rpc(tmp_path):
-    lines, _, _ = run_flow(tmp_path, "debug")
+def test_debug_logs_every_rpc_and_still_no_secret(tmp_path):
+    lines, keys, text = run_flow(tmp_path, "debug")
     rpcs = [line for line in lines if line["msg"].startswith("rpc ")]
     assert any(line["method"] == "SessionService/Enqueue" and line["code"] == "OK" for line in rpcs)
+    assert any(line["method"] == "QueueService/ListQueues" and line["code"] == "UNAUTHENTICATED" for line in rpcs)
+    assert not any(secret in text for secret in secrets_of(*keys))
+
+
+def test_url_passwords_and_secret_parameters_are_masked():
+    stream, restore = capture("info", "json")
+    try:
+        logging.getLogger("qroute.test").info(
+            "webhook w1 delivery d1 failed (attempt 1): ConnectError for url "
+            "'https://hook:pa55word@crm.example.com/in?token=t0ken99&agent=ann&api_key=k3y99'")
+    finally:
+        restore()
+    text = stream.getvalue()
+    assert "pa55word" not in text and "t0ken99" not in text and "k3y99" not in text
+    assert "https://hook:****@crm.example.com/in?token=****&agent=ann&api_key=****" in text
 
 
 def test_keys_and_bearer_tokens_are_masked_in_any_line():

@@ -56,8 +56,14 @@ def test_metrics_after_a_call_flow(tmp_path):
                 assert value(text, f'qroute_queue_sessions_today{{{q},outcome="abandoned"}}') == 1
                 assert value(text, f'qroute_queue_sessions_today{{{q},outcome="entered"}}') == 3
                 # storage, webhooks, events
-                assert value(text, "qroute_storage_commit_seconds_count") >= 1
-                assert value(text, "qroute_storage_batch_ops_sum") >= value(text, "qroute_storage_commit_seconds_count")
+                commits = value(text, "qroute_storage_commit_seconds_count")
+                assert commits >= 1 and "# TYPE qroute_storage_commit_seconds histogram" in text
+                assert value(text, 'qroute_storage_commit_seconds_bucket{le="+Inf"}') == commits
+                assert value(text, 'qroute_storage_commit_seconds_bucket{le="0.0001"}') <= commits
+                assert "# TYPE qroute_storage_batch_ops histogram" in text
+                assert value(text, 'qroute_storage_batch_ops_bucket{le="+Inf"}') == commits
+                assert value(text, "qroute_storage_batch_ops_sum") >= commits  # a commit has at least one op
+                assert value(text, 'qroute_storage_batch_ops_bucket{le="5000.0"}') == commits  # the writer's cap
                 assert value(text, "qroute_webhook_deliveries_total") == 0
                 assert value(text, "qroute_webhook_attempts_failed_total") == 0
                 assert value(text, "qroute_event_subscribers") == 0
@@ -71,10 +77,15 @@ def test_metrics_after_a_call_flow(tmp_path):
                 subscription.cancel()
                 assert value(text, "qroute_events_published_total") > 10
                 assert "session_id" not in text and "+1555" not in text
+                # bounded label sets: no id of a session, recipient, offer or key is a label
+                labels = {name for line in text.splitlines() if not line.startswith("#")
+                          for name in _labels(line.partition("{")[2].rpartition("}")[0])}
+                assert labels == {"method", "code", "account", "queue", "state", "outcome", "le"}
                 assert (await http_get(served.running.metrics_port, "/nope"))[0] == 404
         finally:
             await served.running.stop(0)
         assert not common.rpc_observers and not common.stream_observers
+        assert served.running.node.storage.on_commit is None
 
     asyncio.run(asyncio.wait_for(body(), 15))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from qroute.top import Board, render
+from qroute.v1 import event_pb2, queue_pb2
 
 NOW = 1_000_000_000
 
@@ -84,3 +85,50 @@ def test_many_events_only_mark_the_board_dirty():
     for i in range(10_000):
         board.apply("recipient.state_changed", NOW + i, "ann", state=2 + i % 5)
     assert board.dirty and board.events_seen - seen == 10_000
+
+
+def test_a_status_that_comes_after_its_queue_was_deleted_is_ignored():
+    board = known_board()
+    late = queue_pb2.QueueStatus(queue_id="support", stats=queue_pb2.QueueStats(active_session_count=4))
+    board.apply("queue.deleted", NOW, "support")
+    board.apply_status(late)
+    assert "support" not in board.queues
+    board.apply("queue.created", NOW, "support")  # the same id again: a new queue
+    board.apply_status(late)
+    assert board.queues["support"].waiting == 4
+
+
+def test_service_level_counts_only_the_last_15_minutes_in_constant_memory():
+    board = Board(sl_threshold_s=20)
+    for second in range(3600):  # an hour, 3 calls a second: two in time, one late
+        for wait_ms in (1_000, 5_000, 60_000):
+            board.apply("session.connected", NOW + second * 1000, "s", queue_id="sales", wait_ms=wait_ms)
+    view = board.queues["sales"]
+    assert len(view.answers) <= 15 * 60 + 1  # one bucket a second of the window
+    assert board.service_level("sales", NOW + 3600 * 1000) == 2 / 3
+    assert board.service_level("sales", NOW + 5 * 3600 * 1000) is None and view.answered == 0
+
+
+def test_away_for_one_queue_counts_as_away_there_only():
+    board = known_board()
+    board.apply("queue.member_added", NOW, "support", recipient_id="ann")
+    board.apply("recipient.state_changed", NOW, "ann", queue_id="sales", state=2, availability=2)
+    assert board.counts("sales")["available"] == 0 and board.counts("sales")["away"] == 2
+    assert board.counts("support")["available"] == 1
+    board.key("f")
+    assert board.queue_filter == "sales" and row(draw(board), "ann")[:2] == ["ann", "away"]
+    board.apply("recipient.state_changed", NOW, "ann", queue_id="sales", state=2, availability=1)
+    assert board.counts("sales")["available"] == 1
+
+
+def test_event_messages_take_the_same_path():
+    board = known_board()
+    batch = event_pb2.EventBatch(through_sequence=42, events=[
+        event_pb2.Event(sequence=40, type="recipient.state_changed", entity_id="ann",
+                        recipient=event_pb2.RecipientPayload(state=5)),
+        event_pb2.Event(sequence=41, type="session.offered", entity_id="s1", queue_id="sales"),  # not the board's
+    ])
+    batch.events[0].time.FromMilliseconds(NOW - 3000)
+    board.absorb(batch)
+    assert board.last_sequence == 42 and board.events_seen == known_board().events_seen + 2
+    assert row(draw(board), "ann") == ["ann", "busy", "0:03"]
