@@ -136,8 +136,9 @@ def account_list(args) -> int:
 
 def key_create(args) -> int:
     async def action(client: Client) -> None:
-        key = await client.create_api_key(args.account_id, args.description)
-        _say(f"created API key {key.id} for account {key.account_id}; its secret, shown only now:")
+        key = await client.create_api_key(args.account_id, args.description, recipient_id=args.recipient)
+        scope = f", acting for recipient {key.recipient_id} only" if key.recipient_id else ""
+        _say(f"created API key {key.id} for account {key.account_id}{scope}; its secret, shown only now:")
         _say(key.secret)
 
     return _run(args, action, admin=True)
@@ -145,9 +146,9 @@ def key_create(args) -> int:
 
 def key_list(args) -> int:
     async def action(client: Client) -> None:
-        table = _table("ID", "DESCRIPTION", "CREATED")
+        table = _table("ID", "DESCRIPTION", "RECIPIENT", "CREATED")
         for key in await client.list_api_keys(args.account_id):
-            _row(table, key.id, key.description, _time(key.create_time))
+            _row(table, key.id, key.description, key.recipient_id or "-", _time(key.create_time))
         _console().print(table)
 
     return _run(args, action, admin=True)

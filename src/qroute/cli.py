@@ -264,6 +264,8 @@ def _account_create_arguments(parser: argparse.ArgumentParser) -> None:
 def _key_create_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("account_id", metavar="ACCOUNT_ID")
     parser.add_argument("--description", default="", help="who or what uses the key")
+    parser.add_argument("--recipient", default="", metavar="RECIPIENT_ID",
+                        help="the key acts only for this recipient and the recipients it supervises")
     _admin_remote(parser)
 
 
@@ -446,6 +448,9 @@ def _top_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS", help="service level: answered within this wait (default %(default)s)")
     parser.add_argument("--refresh", type=_positive_float, default=10.0, metavar="HZ",
                         help="redraws per second at most (default %(default)s)")
+    parser.add_argument("--frames", type=_positive_int, metavar="N",
+                        help="draw N frames to stdout, without keys or full screen, then exit; a server that "
+                             "cannot be reached is an error, not retried (for scripts and checks)")
     _remote(parser)
 
 

@@ -16,7 +16,7 @@ field violations of a google.rpc.BadRequest) when the call fails::
             await desk.accept(offer.offer_id)
 
 The stubs themselves are ``client.queues``, ``client.recipients``,
-``client.sessions`` and ``client.accounts``; pass ``metadata=client.metadata``
+``client.sessions``, ``client.callbacks`` and ``client.accounts``; pass ``metadata=client.metadata``
 to call one directly.
 """
 
@@ -34,6 +34,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from qroute.v1 import account_pb2, account_pb2_grpc, common_pb2, queue_pb2, queue_pb2_grpc
 from qroute.v1 import recipient_pb2, recipient_pb2_grpc, session_pb2, session_pb2_grpc
+from qroute.v1 import callback_pb2, callback_pb2_grpc
 
 __all__ = ["AgentDesktop", "Client", "ClientError"]
 
@@ -108,6 +109,7 @@ class Client:
         self.queues = queue_pb2_grpc.QueueServiceStub(self.channel)
         self.recipients = recipient_pb2_grpc.RecipientServiceStub(self.channel)
         self.sessions = session_pb2_grpc.SessionServiceStub(self.channel)
+        self.callbacks = callback_pb2_grpc.CallbackServiceStub(self.channel)
 
     async def __aenter__(self) -> Client:
         return self
@@ -146,10 +148,11 @@ class Client:
         return await self._pages(self.accounts.ListAccounts, account_pb2.ListAccountsRequest(), "accounts")
 
     async def create_api_key(self, account_id: str, description: str = "",
-                             request_id: str = "") -> account_pb2.ApiKey:
-        """A new key; its ``secret`` (the full bearer key) is shown only here."""
+                             request_id: str = "", recipient_id: str = "") -> account_pb2.ApiKey:
+        """A new key; its ``secret`` (the full bearer key) is shown only here.
+        With ``recipient_id`` the key acts for that recipient (and the ones it supervises) only."""
         return await self._call(self.accounts.CreateApiKey, account_pb2.CreateApiKeyRequest(
-            account_id=account_id, description=description, request_id=request_id))
+            account_id=account_id, description=description, request_id=request_id, recipient_id=recipient_id))
 
     async def list_api_keys(self, account_id: str) -> list[account_pb2.ApiKey]:
         response = await self._call(self.accounts.ListApiKeys,
@@ -276,6 +279,14 @@ class Client:
     async def reject_offer(self, offer_id: str) -> session_pb2.Session:
         return await self._call(self.recipients.RejectOffer, recipient_pb2.RejectOfferRequest(offer_id=offer_id))
 
+    async def execute_action(self, link_method: int, action: int, *, caller_number: str = "", pin: str = "",
+                             target_queue: str = "", success_media: str = "", failure_media: str = "",
+                             source: int = 0) -> recipient_pb2.ExecuteActionResponse:
+        """The callflow feature code: ``link_method`` a LinkMethod, ``action`` a RecipientAction."""
+        return await self._call(self.recipients.ExecuteAction, recipient_pb2.ExecuteActionRequest(
+            link_method=link_method, action=action, caller_number=caller_number, pin=pin,
+            target_queue=target_queue, success_media=success_media, failure_media=failure_media, source=source))
+
     def agent(self, recipient_id: str) -> AgentDesktop:
         """The agent desktop channel (``Connect``) of a recipient, opened by
         ``desk = await client.agent(id)`` or ``async with client.agent(id) as desk``."""
@@ -318,6 +329,44 @@ class Client:
         """Waiting sessions in serving order, then the others (ENDED ones only when in ``states``)."""
         return await self._pages(self.sessions.ListSessions, session_pb2.ListSessionsRequest(
             queue_id=queue_id, states=list(states)), "sessions")
+
+    # ------------------------------------------------------------- callbacks
+
+    async def line_up_caller(self, line_id: str, phone: str, channel: int, source: str = "Phone", *,
+                             lang: str = "", skills: Iterable[str] = (), properties: Mapping[str, Any] | None = None,
+                             request_id: str = "") -> callback_pb2.CallbackCaller:
+        """Line up ``phone`` on the queue ``line_id``; ``channel`` a CallbackChannel value."""
+        request = callback_pb2.LineUpCallerRequest(line_id=line_id, phone=phone, channel=channel, source=source,
+                                                   lang=lang, skills=list(skills), request_id=request_id)
+        if properties:
+            request.properties.update(dict(properties))
+        return await self._call(self.callbacks.LineUpCaller, request)
+
+    async def verify_caller(self, line_id: str, phone: str) -> callback_pb2.VerifyCallerResponse:
+        return await self._call(self.callbacks.VerifyCaller, callback_pb2.CallerKey(line_id=line_id, phone=phone))
+
+    async def get_caller(self, line_id: str, phone: str) -> callback_pb2.CallbackCaller:
+        return await self._call(self.callbacks.GetCaller, callback_pb2.CallerKey(line_id=line_id, phone=phone))
+
+    async def notify_caller_connected(self, line_id: str, phone: str) -> callback_pb2.CallbackCaller:
+        return await self._call(self.callbacks.NotifyCallerConnected,
+                                callback_pb2.CallerKey(line_id=line_id, phone=phone))
+
+    async def notify_caller_transferred(self, line_id: str, phone: str, agent_id: str = "",
+                                        wait_time_when_up: int | None = None) -> callback_pb2.CallbackCaller:
+        return await self._call(self.callbacks.NotifyCallerTransferred, callback_pb2.NotifyCallerTransferredRequest(
+            line_id=line_id, phone=phone, agent_id=agent_id, wait_time_when_up=wait_time_when_up))
+
+    async def update_caller_information(self, line_id: str, phone: str, **fields: Any) -> callback_pb2.CallbackCaller:
+        """``fields``: those of UpdateCallerInformationRequest (``service_state=``, ``talk_time=``...)."""
+        return await self._call(self.callbacks.UpdateCallerInformation,
+                                callback_pb2.UpdateCallerInformationRequest(line_id=line_id, phone=phone, **fields))
+
+    async def list_callers_waiting(self, line_id: str = "") -> list[callback_pb2.CallbackCaller]:
+        """WAITING and NOTIFIED callers of the line (or of every line), in the order they will be served."""
+        response = await self._call(self.callbacks.ListCallersWaiting,
+                                    callback_pb2.ListCallersWaitingRequest(line_id=line_id))
+        return list(response.callers)
 
 
 def enqueue_request(queue_id: str, caller_number: str = "", caller_name: str = "", priority: int = 0,
@@ -423,8 +472,11 @@ class AgentDesktop:
         self._replies[command.command_id] = reply
         self._commands.put_nowait(command)
         event = await reply
-        if event.WhichOneof("event") == "error":
+        kind = event.WhichOneof("event")
+        if kind == "error":
             raise ClientError(_status_code(event.error.code), event.error.message)
+        if kind == "supervised_state_changed":  # a command forced on one of its agents
+            return event.supervised_state_changed
         return event.state_changed
 
     async def next_event(self, timeout: float | None = None) -> recipient_pb2.AgentEvent:
@@ -436,7 +488,8 @@ class AgentDesktop:
         return item
 
     async def wait_for(self, kind: str, timeout: float | None = None) -> recipient_pb2.AgentEvent:
-        """Skip events until one of ``kind`` (``"offer"``, ``"offer_cancelled"``, ``"state_changed"``)."""
+        """Skip events until one of ``kind`` (``"offer"``, ``"offer_cancelled"``, ``"state_changed"``,
+        ``"supervised_state_changed"``)."""
         async def skip() -> recipient_pb2.AgentEvent:
             while True:
                 event = await self.next_event()
@@ -461,17 +514,21 @@ class AgentDesktop:
         return await self._command(recipient_pb2.AgentCommand(
             finish_wrapup=recipient_pb2.AgentCommand.FinishWrapup()))
 
-    async def set_availability(self, ready: bool, queue_id: str = "",
-                               unavailable_code: str = "") -> recipient_pb2.RecipientStatus:
+    async def set_availability(self, ready: bool, queue_id: str = "", unavailable_code: str = "",
+                               recipient_id: str = "") -> recipient_pb2.RecipientStatus:
+        """READY or AWAY for this desktop's recipient, or (``recipient_id``) for one it supervises."""
         return await self._command(recipient_pb2.AgentCommand(
             set_availability=recipient_pb2.AgentCommand.SetAvailability(
-                availability=_availability(ready), queue_id=queue_id, unavailable_code=unavailable_code)))
+                availability=_availability(ready), queue_id=queue_id, unavailable_code=unavailable_code,
+                recipient_id=recipient_id)))
 
     async def login(self, ready: bool = False) -> recipient_pb2.RecipientStatus:
         return await self._command(recipient_pb2.AgentCommand(login=recipient_pb2.AgentCommand.Login(ready=ready)))
 
-    async def logout(self) -> recipient_pb2.RecipientStatus:
-        return await self._command(recipient_pb2.AgentCommand(logout=recipient_pb2.AgentCommand.Logout()))
+    async def logout(self, recipient_id: str = "") -> recipient_pb2.RecipientStatus:
+        """Log out this desktop's recipient, or (``recipient_id``) one it supervises."""
+        return await self._command(recipient_pb2.AgentCommand(
+            logout=recipient_pb2.AgentCommand.Logout(recipient_id=recipient_id)))
 
     async def close(self) -> None:
         """Drop the stream (as a desktop that goes away: what rings counts as missed)."""

@@ -8,9 +8,9 @@ their place in line, connected calls (``_restore_live``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections import OrderedDict
 import os
 import secrets
 import socket
@@ -24,12 +24,16 @@ from qroute.logs import ChangeLog
 from qroute.domain.config import Member, QueueConfig, RecipientConfig
 from qroute.domain.settings import AgentSettings
 from qroute.engine import Engine, PassScheduler, SystemClock
+from qroute.engine import callbacks
 from qroute.errors import InvalidArgument, NotFound
 from qroute.events import Journal, state_ops
 from qroute.events.bus import EventBus, Retention
 from qroute.events.state import LiveState, recipient_restore_args, session_restore_args
+from qroute.events.state import QUEUE_STATS, QueueStats
 from qroute.events.webhooks import Webhooks, WebhookSettings
 from qroute.storage import DeleteApiKey, DeleteLiveSession, PutAccount, PutApiKey, SqliteStorage
+from qroute.storage import DeleteConfig
+from qroute.storage import RequestLog
 
 log = logging.getLogger("qroute.node")
 
@@ -49,6 +53,8 @@ class AccountInfo:
 class _SkipWrites:
     """The journal's storage with durability off: nothing is written, and
     every write counts as acknowledged at once."""
+
+    writes_nothing = True  # the journal answers without waiting for a flush
 
     def write(self, *ops):
         return None
@@ -73,6 +79,12 @@ class Node:
         self.journal = Journal(self.storage if durable else _SkipWrites(),
                                op_sources=[state_ops, self.live_state] if durable else [])
         self.engine = Engine(self.clock, sink=self.journal.publish, dispatcher_cls=dispatcher_cls)
+        if durable:  # queue counters and service rates, so that a restart does not start them cold
+            self.journal.batch_sources.append(QueueStats(self._queue_stats))
+        # lined-up callers (CallbackService) by account, made on first use; stored from their events
+        self.callbacks: dict[str, callbacks.Callbacks] = {}
+        if durable:
+            self.journal.op_sources.append(callbacks.stored_ops)
         # subscriptions: a ring of recent events per account, replay, retention of the stored log
         self.events = EventBus(self.journal, self.storage, self.clock, event_retention)
         # webhook deliveries: staged as events are published (first listener, so nothing can
@@ -89,8 +101,10 @@ class Node:
         self.keys: KeyRing | None = None
         self.accounts: dict[str, AccountInfo] = {}
         self.api_keys: dict[str, dict] = {}  # key id -> doc (no secret)
-        # (account, method, request_id) -> first response, for retried mutations
-        self.idempotency: OrderedDict = OrderedDict()
+        # what mutations answered, by request id (kept with the change, loaded at start), and the
+        # (account, (caller, rpc, request_id)) -> future of requests being answered, for a retry meanwhile
+        self.idempotency = RequestLog()
+        self.answering: dict[tuple[str, tuple[str, str, str]], asyncio.Future] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -100,7 +114,7 @@ class Node:
         snapshot = self.storage.load_all()
         self.keys = KeyRing(self._load_admin_key())
         for key_id, record in snapshot.api_keys.items():
-            self.keys.add(key_id, record.account_id, record.secret_hash)
+            self.keys.add(key_id, record.account_id, record.secret_hash, record.doc.get("recipient_id", ""))
             self.api_keys[key_id] = dict(record.doc)
         for account_id, doc in snapshot.accounts.items():
             self.accounts[account_id] = AccountInfo(account_id, doc["name"], doc["time_zone"],
@@ -108,8 +122,12 @@ class Node:
             self.engine.open_floor(account_id)
         self.journal.sequences.update(snapshot.max_event_sequence)
         self._restore_config(snapshot)
+        expired = self.idempotency.load(snapshot.idempotency, self.clock.now_ms())
+        if self.durable:
+            await self.storage.write(*expired)
         self.webhooks.restore(snapshot)
         await self._restore_live(snapshot)
+        await self._restore_callbacks(snapshot)
         await self.webhooks.start()
         self.scheduler.start()
         self.events.start()
@@ -159,9 +177,19 @@ class Node:
                                                              record.doc.get("weight", 0)))
         for (account_id, kind), docs in snapshot.configs.items():
             floor = self.engine.floors.get(account_id)
+            if floor is not None and kind == QUEUE_STATS:
+                for queue_id, doc in docs.items():
+                    floor.restore_queue_stats(queue_id, doc)
+        for (account_id, kind), docs in snapshot.configs.items():
+            floor = self.engine.floors.get(account_id)
             if floor is not None and kind == "supervision":
                 for doc in docs.values():
                     floor.supervision[(doc["supervisor_id"], doc["queue_id"])] = list(doc["recipient_ids"])
+
+    def _queue_stats(self, account_id: str, queue_id: str) -> dict | None:
+        floor = self.engine.floors.get(account_id)
+        queue = floor.queues.get(queue_id) if floor is not None else None
+        return queue.stats_doc() if queue is not None else None
 
     async def _restore_live(self, snapshot) -> None:
         """Live state as stored: recipients' login, availability and counters,
@@ -207,6 +235,24 @@ class Node:
             floors[account_id].finish_restore()
         return orphans
 
+    async def _restore_callbacks(self, snapshot) -> None:
+        """Lined-up callers, after the sessions holding their places; those
+        over for longer than the retention are deleted."""
+        expired = []
+        for (account_id, kind), docs in snapshot.configs.items():
+            if kind == callbacks.KIND and account_id in self.engine.floors:
+                expired += [DeleteConfig(account_id, kind, caller_id)
+                            for caller_id in self.callbacks_of(account_id).restore(docs.values())]
+        if expired:
+            await self.storage.write(*expired)
+
+    def callbacks_of(self, account_id: str) -> callbacks.Callbacks:
+        """The account's lined-up callers (NotFound for an unknown account)."""
+        lined_up = self.callbacks.get(account_id)
+        if lined_up is None:
+            lined_up = self.callbacks[account_id] = callbacks.Callbacks(self.engine.floor(account_id))
+        return lined_up
+
     # ------------------------------------------------------------- accounts
 
     async def create_account(self, name: str, time_zone: str) -> AccountInfo:
@@ -234,16 +280,22 @@ class Node:
             raise NotFound(f"account {account_id} not found")
         return account
 
-    async def create_api_key(self, account_id: str, description: str) -> tuple[dict, str]:
-        """A new key for the account: ``(doc, full key)``; the key is shown only now."""
+    async def create_api_key(self, account_id: str, description: str,
+                             recipient_id: str = "") -> tuple[dict, str]:
+        """A new key for the account: ``(doc, full key)``; the key is shown only now.
+        With ``recipient_id`` the key acts for that recipient only (``qroute.keys``)."""
         self.account(account_id)
         if len(description) > 256:
             raise InvalidArgument.field("description", "must be at most 256 characters")
+        if recipient_id:
+            self.engine.floor(account_id).recipient(recipient_id)
         key_id, key, secret_hash = new_key()
         doc = {"id": key_id, "account_id": account_id, "description": description,
                "create_time_ms": self.clock.now_ms(), "revoke_time_ms": 0}
+        if recipient_id:
+            doc["recipient_id"] = recipient_id
         await self.storage.write(PutApiKey(key_id, account_id, secret_hash, doc))
-        self.keys.add(key_id, account_id, secret_hash)
+        self.keys.add(key_id, account_id, secret_hash, recipient_id)
         self.api_keys[key_id] = doc
         log.info("API key %s created for account %s", key_id, account_id,
                  extra={"account_id": account_id, "key_id": key_id})  # the id only: never the secret

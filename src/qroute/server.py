@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from qroute.api import common
 from qroute.api.accounts import AccountServicer
+from qroute.api.callbacks import CallbackServicer
 from qroute.api.events import EventServicer, add_EventServiceServicer_to_server
 from qroute.api.queues import QueueServicer
 from qroute.api.recipients import RecipientServicer
@@ -33,6 +34,7 @@ from qroute.v1 import recipient_pb2_grpc, session_pb2, session_pb2_grpc
 from qroute.v1 import webhook_pb2, webhook_pb2_grpc
 from qroute.v1 import event_pb2
 from qroute.v1 import report_pb2, report_pb2_grpc
+from qroute.v1 import callback_pb2, callback_pb2_grpc
 
 log = logging.getLogger("qroute.server")
 
@@ -47,6 +49,7 @@ SERVICES = [
     (report_pb2, "ReportService", report_pb2_grpc.add_ReportServiceServicer_to_server, ReportServicer),
     (account_pb2, "AgentSettingsService", account_pb2_grpc.add_AgentSettingsServiceServicer_to_server,
      AgentSettingsServicer),
+    (callback_pb2, "CallbackService", callback_pb2_grpc.add_CallbackServiceServicer_to_server, CallbackServicer),
 ]
 GRACE_SECONDS = 5.0
 

@@ -52,9 +52,9 @@ def test_the_life_of_a_call(api):
             assert wrapup.HasField("wrapup_until") and wrapup.calls_taken == 1
 
             started = time.monotonic()
-            ready = (await desk.wait_for("state_changed", timeout=3)).state_changed
-            assert ready.state == v1.RECIPIENT_STATE_READY  # the 1 s wrap-up ran out
-            assert 0.5 < time.monotonic() - started < 2.5
+            ready = (await desk.wait_for("state_changed", timeout=10)).state_changed
+            assert ready.state == v1.RECIPIENT_STATE_READY  # the 1 s wrap-up ran out, not sooner
+            assert time.monotonic() - started > 0.5
 
         status = await client.queue_status("sales")
         assert status.stats.total_sessions == 1 and status.stats.active_session_count == 0
@@ -107,7 +107,8 @@ def test_desktop_commands(api):
 
 
 def test_accepting_an_offer_that_rang_out(api):
-    """ring_timeout 1 s, tick 250 ms: the offer is missed after about 1.25 s."""
+    """ring_timeout 1 s: the offer is missed, never before it rang that long
+    (no upper bound: a loaded machine may be late, which is not a failure)."""
 
     async def body(client):
         await call_center(client, ring_timeout=1, recipient_fields={"bounced_call_limit": 1})
@@ -115,8 +116,8 @@ def test_accepting_an_offer_that_rang_out(api):
             session = await client.enqueue("sales")
             offer = (await desk.wait_for("offer", timeout=2)).offer
             started = time.monotonic()
-            cancelled = (await desk.wait_for("offer_cancelled", timeout=3)).offer_cancelled
-            assert 0.75 < time.monotonic() - started < 2.5
+            cancelled = (await desk.wait_for("offer_cancelled", timeout=10)).offer_cancelled
+            assert time.monotonic() - started > 0.75
             assert cancelled.offer_id == offer.offer_id and cancelled.reason == v1.OFFER_OUTCOME_MISSED
 
             await fails(desk.accept(offer.offer_id), FAILED_PRECONDITION)

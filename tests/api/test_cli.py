@@ -66,6 +66,14 @@ def test_admin_verbs(api, tmp_path, capsys, monkeypatch):
         assert status == 0 and re.search(r"ann\s+2\s+0", out)
         status, out, _ = await qroute("queue", "list")
         assert status == 0 and re.search(r"sales\s+Sales\s+most_idle\s+15 s", out)
+        status, out, _ = await qroute("key", "create", account_id, "--recipient", "ann", *target,
+                                      "--key", api.admin_key)
+        assert status == 0 and "acting for recipient ann only" in out
+        status, out, _ = await qroute("key", "list", account_id, *target, "--key", api.admin_key)
+        assert status == 0 and re.search(r"\w+\s+-?\s*ann\s", out)
+        status, _, err = await qroute("key", "create", account_id, "--recipient", "ghost", *target,
+                                      "--key", api.admin_key)
+        assert status == 1 and err.startswith("qroute: NOT_FOUND")
 
         async with api.client(secret) as acme:
             await acme.enqueue("sales")

@@ -18,7 +18,8 @@ def account_message(account) -> account_pb2.Account:
 
 def key_message(doc: dict, secret: str = "") -> account_pb2.ApiKey:
     return account_pb2.ApiKey(id=doc["id"], account_id=doc["account_id"], description=doc["description"],
-                              secret=secret, create_time=timestamp(doc["create_time_ms"]))
+                              secret=secret, create_time=timestamp(doc["create_time_ms"]),
+                              recipient_id=doc.get("recipient_id", ""))
 
 
 class AccountServicer(Servicer, account_pb2_grpc.AccountServiceServicer):
@@ -46,7 +47,7 @@ class AccountServicer(Servicer, account_pb2_grpc.AccountServiceServicer):
     @mutation
     async def CreateApiKey(self, request, context, principal):
         principal.require_admin()
-        doc, key = await self.node.create_api_key(request.account_id, request.description)
+        doc, key = await self.node.create_api_key(request.account_id, request.description, request.recipient_id)
         return key_message(doc, key)
 
     @unary

@@ -25,6 +25,20 @@ def timestamp(ms: int) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+_STAMP_MIN_MS, _STAMP_MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # 0001-01-01 .. 9999-12-31
+
+
+def stamp(ms: int) -> dict[str, int] | None:
+    """``timestamp(ms)`` as a constructor takes it for a Timestamp field: on
+    paths that run per event or per call it costs a fraction of a message."""
+    if not ms:
+        return None
+    if not _STAMP_MIN_MS <= ms <= _STAMP_MAX_MS:
+        return timestamp(ms)  # raises as FromMilliseconds does
+    seconds, millis = divmod(ms, 1000)
+    return {"seconds": seconds, "nanos": millis * 1_000_000}
+
+
 def struct(values: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     if values:
@@ -71,7 +85,8 @@ def queue_value(message: queue_pb2.Queue, field: str) -> Any:
         return tuple(TierRule(rule.after_seconds, rule.max_tier) for rule in message.tier_expansion)
     if field == "dnis":
         return tuple(Dnis(d.number, d.name) for d in message.dnis)
-    if field in ("ring_timeout", "tick_time", "timeout") and not message.HasField(field):
+    if field in ("ring_timeout", "tick_time", "timeout", "callback_lead_time", "callback_window") \
+            and not message.HasField(field):
         return getattr(QUEUE_DEFAULTS, field)
     return getattr(message, field)
 
@@ -97,7 +112,8 @@ def queue_message(config: QueueConfig) -> queue_pb2.Queue:
                         for r in config.tier_expansion],
         create_time=timestamp(config.create_time_ms), update_time=timestamp(config.update_time_ms),
         allow_self_join=config.allow_self_join,
-        dnis=[dnis_message(d, config.id) for d in config.dnis])
+        dnis=[dnis_message(d, config.id) for d in config.dnis],
+        callback_lead_time=config.callback_lead_time, callback_window=config.callback_window)
 
 
 def dnis_message(dnis: Dnis, queue_id: str) -> common_pb2.QueueDnis:
@@ -161,10 +177,10 @@ def recipient_status_message(status: dict[str, Any]) -> recipient_pb2.RecipientS
         recipient_id=status["recipient_id"], state=int(status["state"]),
         queue_availability={k: int(v) for k, v in status["queue_availability"].items()},
         unavailable_code=status["unavailable_code"], current_session_id=status["current_session_id"],
-        idle_since=timestamp(status["idle_since_ms"]), calls_taken=status["calls_taken"],
+        idle_since=stamp(status["idle_since_ms"]), calls_taken=status["calls_taken"],
         consecutive_misses=status["consecutive_misses"], availability=int(status["availability"]),
-        state_since=timestamp(status["state_since_ms"]), current_offer_id=status["current_offer_id"],
-        wrapup_until=timestamp(status["wrapup_until_ms"]),
+        state_since=stamp(status["state_since_ms"]), current_offer_id=status["current_offer_id"],
+        wrapup_until=stamp(status["wrapup_until_ms"]),
         forced_by=FORCE_REASONS.get(status["forced_by"], 0), dnd=status.get("dnd", False),
         personal_call=status.get("personal_call", False), reachable=status.get("reachable", True),
         thresholds_exceeded=status.get("thresholds_exceeded", ()))
@@ -197,11 +213,11 @@ def session_message(floor, session, now_ms: int) -> session_pb2.Session:
         end_reason=int(session.end_reason) if session.end_reason else 0,
         caller=common_pb2.Caller(number=session.caller_number, name=session.caller_name),
         priority=session.priority, skills=session.skills, properties=struct(session.properties),
-        entered_at=timestamp(session.entered_at_ms), recipient_id=session.recipient_id,
+        entered_at=stamp(session.entered_at_ms), recipient_id=session.recipient_id,
         wait_ms=now_ms - session.entered_at_ms if waiting else session.wait_ms,
         ring_ms=session.ring_ms, talk_ms=session.talk_ms if session.state == SessionState.ENDED else (
             now_ms - session.answered_at_ms if session.state == SessionState.CONNECTED else 0),
         queues_visited=session.queues_visited, position=floor.position(session),
         estimated_wait=-1 if estimate < 0 else round(estimate / 1000),
         hold_treatment=queue.config.hold_treatment if queue else "", offer_id=offer_id,
-        end_time=timestamp(session.ended_at_ms), callback=session.callback)
+        end_time=stamp(session.ended_at_ms), callback=session.callback)

@@ -17,7 +17,7 @@ from qroute.domain.config import QueueConfig, RecipientConfig
 from qroute.domain.enums import Availability, EndReason, EventSource, OfferOutcome, RecipientState, SessionState
 from qroute.domain.events import CATALOG, DomainEvent, Entity
 from qroute.errors import InvalidArgument
-from qroute.events.bus import BusClosed, NotRetained, SubscriberBehind, make_filter
+from qroute.events.bus import BusClosed, EventKey, Filter, NotRetained, SubscriberBehind, make_filter
 from qroute.v1 import common_pb2, event_pb2, event_pb2_grpc
 
 DEFAULT_MAX_BATCH = 1000
@@ -55,67 +55,99 @@ def _caller(data: dict) -> common_pb2.Caller | None:
     return common_pb2.Caller(number=number, name=name) if number or name else None
 
 
-def _session_payload(event: DomainEvent) -> event_pb2.SessionPayload:
+# Every event is encoded once, but there are a dozen per call: the payloads are built from the
+# fields the event has, not from every field of the message (each keyword a message is built
+# with costs, zeros included), and times are given as plain dicts (a Timestamp message per
+# field costs more than its parent's construction), and so are the payloads: the Event is
+# built in one go, not its payload first and then copied in. Bytes equal the field-by-field form's.
+_SESSION_COPIED = ("position", "estimated_wait_ms", "offer_id", "wait_ms", "ring_ms", "talk_ms", "priority",
+                   "from_queue_id", "skills", "queues_visited", "redirect_queue_id", "ring_timeout_ms")
+_QUEUE_COPIED = ("active_session_count", "available_recipient_count", "position", "offer_id", "wait_ms", "tier",
+                 "estimated_wait_ms", "waiting_count", "reason", "priority", "weight")
+_RECIPIENT_COPIED = ("unavailable_code", "offer_id", "ring_ms", "talk_ms", "consecutive_misses", "reason",
+                     "ring_timeout_ms", "hold_treatment", "wrapup_ms", "calls_taken", "offers", "changed_by")
+
+
+def _copied(data: dict, names: tuple[str, ...]) -> dict:
+    """The fields named ``names`` that ``data`` holds and that are not zero."""
+    return {name: value for name in names if (value := data.get(name))}
+
+
+def _session_payload(event: DomainEvent) -> dict:
     data, type_ = event.data, event.type
+    fields = _copied(data, _SESSION_COPIED)
     state = SESSION_STATE_AFTER.get(type_)
     if type_ == "session.timed_out":
         state = SessionState.WAITING if data.get("redirect_queue_id") else SessionState.ENDED
+    if state:
+        fields["state"] = int(state)
     outcome = OFFER_OUTCOME_OF.get(type_) or OFFER_OUTCOMES.get(data.get("outcome", ""), 0)
+    if outcome:
+        fields["offer_outcome"] = int(outcome)
     reason = data.get("reason", "")
-    end_reason = data.get("end_reason") or (reason if type_ == "session.timed_out" else "")
-    return event_pb2.SessionPayload(
-        state=int(state or 0), position=data.get("position", 0),
-        estimated_wait_ms=data.get("estimated_wait_ms", 0),
-        end_reason=END_REASONS.get(end_reason, 0), offer_id=data.get("offer_id", ""),
-        wait_ms=data.get("wait_ms", 0), ring_ms=data.get("ring_ms", 0), talk_ms=data.get("talk_ms", 0),
-        priority=data.get("priority", 0), caller=_caller(data), from_queue_id=data.get("from_queue_id", ""),
-        offer_outcome=int(outcome), skills=data.get("skills") or None,
-        entered_at=convert.timestamp(data.get("entered_at_ms", 0)),
-        queues_visited=data.get("queues_visited") or None,
-        properties=convert.struct(data["properties"]) if data.get("properties") else None,
-        redirect_queue_id=data.get("redirect_queue_id", ""),
-        reason=reason if type_ == "session.transferred" else "",
-        ring_timeout_ms=data.get("ring_timeout_ms", 0),
-        previous_state=SESSION_STATES.get(data.get("state", ""), 0) if type_ == "session.abandoned" else 0,
-        callback=bool(data.get("callback")), answered_at=convert.timestamp(data.get("answered_at_ms", 0)))
+    end_reason = END_REASONS.get(data.get("end_reason") or (reason if type_ == "session.timed_out" else ""), 0)
+    if end_reason:
+        fields["end_reason"] = end_reason
+    if reason and type_ == "session.transferred":
+        fields["reason"] = reason
+    if type_ == "session.abandoned":
+        fields["previous_state"] = SESSION_STATES.get(data.get("state", ""), 0)
+    caller = _caller(data)
+    if caller is not None:
+        fields["caller"] = caller
+    if data.get("entered_at_ms"):
+        fields["entered_at"] = convert.stamp(data["entered_at_ms"])
+    if data.get("answered_at_ms"):
+        fields["answered_at"] = convert.stamp(data["answered_at_ms"])
+    if data.get("properties"):
+        fields["properties"] = convert.struct(data["properties"])
+    if data.get("callback"):
+        fields["callback"] = True
+    return fields
 
 
-def _queue_payload(event: DomainEvent) -> event_pb2.QueuePayload:
+def _queue_payload(event: DomainEvent) -> dict:
     data = event.data
+    fields = _copied(data, _QUEUE_COPIED)
+    end_reason = LEFT_REASONS.get(data.get("reason", ""), 0)
+    if end_reason:
+        fields["end_reason"] = end_reason
     config = data.get("config")
-    reason = data.get("reason", "")
-    return event_pb2.QueuePayload(
-        active_session_count=data.get("active_session_count", 0),
-        available_recipient_count=data.get("available_recipient_count", 0),
-        position=data.get("position", 0), end_reason=LEFT_REASONS.get(reason, 0),
-        offer_id=data.get("offer_id", ""), wait_ms=data.get("wait_ms", 0), tier=data.get("tier", 0),
-        estimated_wait_ms=data.get("estimated_wait_ms", 0), waiting_count=data.get("waiting_count", 0),
-        reason=reason, priority=data.get("priority", 0), weight=data.get("weight", 0),
-        config=convert.queue_message(QueueConfig.from_doc(config)) if config else None)
+    if config:
+        fields["config"] = convert.queue_message(QueueConfig.from_doc(config))
+    return fields
 
 
-def _recipient_payload(event: DomainEvent) -> event_pb2.RecipientPayload:
+def _recipient_payload(event: DomainEvent) -> dict:
     data, type_ = event.data, event.type
-    config = data.get("config")
-    reason = data.get("reason", "")
+    fields = _copied(data, _RECIPIENT_COPIED)
+    for name, names in (("state", RECIPIENT_STATES), ("previous_state", RECIPIENT_STATES),
+                        ("availability", AVAILABILITIES), ("source", SOURCES)):
+        value = names.get(data.get(name, ""), 0)
+        if value:
+            fields[name] = value
+    forced_by = convert.FORCE_REASONS.get(data.get("forced_by") or "", 0)
+    if forced_by:
+        fields["forced_by"] = forced_by
     if type_ == "recipient.offer_cancelled":
-        outcome = OFFER_OUTCOMES.get(reason, int(OfferOutcome.WITHDRAWN))
+        outcome = OFFER_OUTCOMES.get(data.get("reason", ""), int(OfferOutcome.WITHDRAWN))
     else:
         outcome = int(OFFER_OUTCOME_OF.get(type_, 0))
-    return event_pb2.RecipientPayload(
-        state=RECIPIENT_STATES.get(data.get("state", ""), 0),
-        previous_state=RECIPIENT_STATES.get(data.get("previous_state", ""), 0),
-        availability=AVAILABILITIES.get(data.get("availability", ""), 0),
-        unavailable_code=data.get("unavailable_code", ""), source=SOURCES.get(data.get("source", ""), 0),
-        forced_by=convert.FORCE_REASONS.get(data.get("forced_by") or "", 0), offer_id=data.get("offer_id", ""),
-        ring_ms=data.get("ring_ms", 0), talk_ms=data.get("talk_ms", 0), offer_outcome=outcome,
-        consecutive_misses=data.get("consecutive_misses", 0), reason=reason,
-        ring_timeout_ms=data.get("ring_timeout_ms", 0), caller=_caller(data),
-        hold_treatment=data.get("hold_treatment", ""), wrapup_ms=data.get("wrapup_ms", 0),
-        config=convert.recipient_message(RecipientConfig.from_doc(config)) if config else None,
-        properties=convert.struct(data["properties"]) if data.get("properties") else None,
-        callback=bool(data.get("callback")), calls_taken=data.get("calls_taken", 0),
-        offers=data.get("offers", 0), idle_since=convert.timestamp(data.get("idle_since_ms", 0)))
+    if outcome:
+        fields["offer_outcome"] = outcome
+    caller = _caller(data)
+    if caller is not None:
+        fields["caller"] = caller
+    config = data.get("config")
+    if config:
+        fields["config"] = convert.recipient_message(RecipientConfig.from_doc(config))
+    if data.get("properties"):
+        fields["properties"] = convert.struct(data["properties"])
+    if data.get("callback"):
+        fields["callback"] = True
+    if data.get("idle_since_ms"):
+        fields["idle_since"] = convert.stamp(data["idle_since_ms"])
+    return fields
 
 
 def _webhook_payload(event: DomainEvent) -> event_pb2.WebhookPayload:
@@ -136,17 +168,16 @@ def event_message(event: DomainEvent) -> event_pb2.Event:
     """The ``qroute.v1.Event`` of a domain event (live, or read back from
     storage). A type missing from the catalog gets no entity and no payload."""
     entity = CATALOG[event.type][0] if event.type in CATALOG else None
-    data = event.data
-    message = event_pb2.Event(
-        sequence=event.sequence, time=convert.timestamp(event.time_ms), entity=int(entity or 0),
-        entity_id=event.entity_id, type=event.type, account_id=event.account_id,
-        queue_id=event.entity_id if entity is Entity.QUEUE else data.get("queue_id") or "",
-        recipient_id=event.entity_id if entity is Entity.RECIPIENT else data.get("recipient_id") or "",
-        session_id=event.entity_id if entity is Entity.SESSION else data.get("session_id") or "")
+    data, entity_id = event.data, event.entity_id
+    fields = {"sequence": event.sequence, "time": convert.stamp(event.time_ms), "entity": int(entity or 0),
+              "entity_id": entity_id, "type": event.type, "account_id": event.account_id,
+              "queue_id": entity_id if entity is Entity.QUEUE else data.get("queue_id") or "",
+              "recipient_id": entity_id if entity is Entity.RECIPIENT else data.get("recipient_id") or "",
+              "session_id": entity_id if entity is Entity.SESSION else data.get("session_id") or ""}
     payload = PAYLOADS.get(entity)
     if payload is not None:
-        getattr(message, payload[0]).CopyFrom(payload[1](event))
-    return message
+        fields[payload[0]] = payload[1](event)
+    return event_pb2.Event(**fields)
 
 
 def _varint(value: int) -> bytes:
@@ -156,6 +187,9 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SHORT_VARINTS = [_varint(value) for value in range(1 << 11)]  # the length of almost every frame
 
 
 _EVENTS_TAG = b"\x0a"  # EventBatch.events: field 1, length-delimited
@@ -171,7 +205,8 @@ class EventCodec:
     @staticmethod
     def frame(event: DomainEvent) -> bytes:
         body = event_message(event).SerializeToString()
-        return _EVENTS_TAG + _varint(len(body)) + body
+        size = len(body)
+        return _EVENTS_TAG + (_SHORT_VARINTS[size] if size < 1 << 11 else _varint(size)) + body
 
     @staticmethod
     def tail(through_sequence: int) -> bytes:
@@ -179,6 +214,24 @@ class EventCodec:
 
 
 # ----------------------------------------------------------------- service
+
+def recipient_scope(floor, recipient_id: str, match: Filter | None) -> Filter:
+    """What a recipient key's subscription may see, within ``match``: events
+    about its recipient or the recipients it supervises (asked per event, so
+    a change of the supervised list applies at once), the sessions offered
+    to them included; nothing else of the account."""
+    webhook = int(Entity.WEBHOOK)
+
+    def visible(key: EventKey) -> bool:
+        rid = key.recipient_id
+        return (bool(rid) and key.entity != webhook
+                and (rid == recipient_id or rid in floor.supervised_by(recipient_id)))
+
+    if match is None:
+        return Filter(("recipient", recipient_id), visible)
+    check = match.check
+    return Filter(("recipient", recipient_id, match.key), lambda key: visible(key) and check(key))
+
 
 def _serialize(message) -> bytes:
     return message if type(message) is bytes else message.SerializeToString()
@@ -221,6 +274,8 @@ class EventServicer(Servicer, event_pb2_grpc.EventServiceServicer):
             raise InvalidArgument(*problems)
         match = make_filter(request.entities, request.types, request.queue_ids, request.recipient_ids,
                            request.session_ids)
+        if principal.recipient_id:
+            match = recipient_scope(self.node.engine.floor(account_id), principal.recipient_id, match)
         try:
             cursor = await self.bus.check_from(account_id, request.from_sequence)
             async for batch in self.bus.batches(account_id, cursor, match, max_batch):

@@ -10,12 +10,26 @@ from google.protobuf import empty_pb2
 from qroute.api import convert
 from qroute.api.common import Servicer, mutation, request_fields, stream, unary
 from qroute.api.pages import page
+from qroute.domain.enums import Availability
 from qroute.domain.events import Entity
 from qroute.errors import InvalidArgument
 from qroute.v1 import queue_pb2, queue_pb2_grpc
 
 MIN_WATCH_MS = 100
 DEFAULT_WATCH_MS = 1000
+
+
+def _member_states(floor, queue_id: str) -> list[queue_pb2.MemberState]:
+    """A queue's members with their live state: what a wallboard loads in one
+    call instead of one GetRecipientStatus per recipient."""
+    states = []
+    for recipient_id in floor.queues[queue_id].members:
+        recipient = floor.recipients[recipient_id]
+        states.append(queue_pb2.MemberState(
+            recipient_id=recipient_id, state=int(recipient.state),
+            state_since=convert.timestamp(recipient.state_since_ms),
+            availability=int(Availability.AWAY if queue_id in recipient.away_queues else Availability.READY)))
+    return states
 
 
 class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
@@ -62,8 +76,12 @@ class QueueServicer(Servicer, queue_pb2_grpc.QueueServiceServicer):
         queue_ids = list(request.queue_ids) or sorted(floor.queues)  # none named: every queue
         for queue_id in queue_ids:
             floor.queue(queue_id)
-        return queue_pb2.BatchGetQueueStatusResponse(
+        response = queue_pb2.BatchGetQueueStatusResponse(
             statuses={queue_id: self._status(floor, queue_id) for queue_id in queue_ids})
+        if request.include_members:
+            for queue_id, status in response.statuses.items():
+                status.members.extend(_member_states(floor, queue_id))
+        return response
 
     @stream
     async def WatchQueueStatus(self, request, context, principal):

@@ -9,14 +9,14 @@ import logging
 import grpc
 from google.protobuf import empty_pb2
 
-from qroute.api import convert
+from qroute.api import convert, feature_codes
 from qroute.api.common import Servicer, mutation, observed, request_fields, unary
 from qroute.api.errors import abort, status_of
 from qroute.api.pages import page
 from qroute.api.settings import save_supervision
 from qroute.domain.settings import split_name
-from qroute.domain.enums import EventSource, OfferOutcome
-from qroute.errors import InvalidArgument, QrouteError
+from qroute.domain.enums import Availability, EventSource, OfferOutcome
+from qroute.errors import InvalidArgument, PermissionDenied, QrouteError
 from qroute.v1 import recipient_pb2, recipient_pb2_grpc
 
 log = logging.getLogger("qroute.api.agent")
@@ -36,10 +36,31 @@ def source(value: int) -> EventSource:
     return EventSource(value) if value in (EventSource.API, EventSource.PHONE) else EventSource.API
 
 
+def acting_for(floor, principal, recipient_id: str, supervisor_may: bool = True) -> str:
+    """Who changes ``recipient_id`` for ``principal``: ``""`` for an
+    account-wide key or the recipient's own key, the supervisor's id for a
+    key of a supervisor of it (the change's ``changed_by``); PermissionDenied
+    for any other recipient key, or for a supervisor when not ``supervisor_may``."""
+    own = principal.recipient_id
+    if not own or own == recipient_id:
+        return ""
+    if not supervisor_may:
+        raise PermissionDenied(f"this API key acts for recipient {own}; only {recipient_id}'s own key or an "
+                               "account-wide key may do this for it")
+    floor.check_supervises(own, recipient_id)
+    return own
+
+
+ACTIONS = {recipient_pb2.RECIPIENT_ACTION_LOGIN, recipient_pb2.RECIPIENT_ACTION_LOGOUT,
+           recipient_pb2.RECIPIENT_ACTION_READY, recipient_pb2.RECIPIENT_ACTION_AWAY,
+           recipient_pb2.RECIPIENT_ACTION_LOGIN_READY, recipient_pb2.RECIPIENT_ACTION_TOGGLE}
+
+
 class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
     def __init__(self, node) -> None:
         super().__init__(node)
         self._desktops: dict[tuple[str, str], asyncio.Queue] = {}  # (account, recipient) -> outbox
+        self.pin_throttle = feature_codes.PinThrottle(node.clock)
 
     @mutation
     async def CreateRecipient(self, request, context, principal):
@@ -49,7 +70,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
 
     @unary
     async def GetRecipient(self, request, context, principal):
-        return convert.recipient_message(self.floor(principal).recipient(request.recipient_id).config)
+        floor = self.floor(principal)
+        acting_for(floor, principal, request.recipient_id)
+        return convert.recipient_message(floor.recipient(request.recipient_id).config)
 
     @mutation
     async def UpdateRecipient(self, request, context, principal):
@@ -76,38 +99,116 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
     @mutation
     async def Login(self, request, context, principal):
         floor = self.floor(principal)
+        acting_for(floor, principal, request.recipient_id, supervisor_may=False)
         floor.login(request.recipient_id, ready=request.ready, source=source(request.source))
         return self._status(floor, request.recipient_id)
 
     @mutation
     async def Logout(self, request, context, principal):
         floor = self.floor(principal)
-        floor.logout(request.recipient_id, source=source(request.source))
+        changed_by = acting_for(floor, principal, request.recipient_id)
+        floor.logout(request.recipient_id, source=source(request.source), changed_by=changed_by)
         return self._status(floor, request.recipient_id)
 
     @mutation
     async def SetAvailability(self, request, context, principal):
         floor = self.floor(principal)
+        changed_by = acting_for(floor, principal, request.recipient_id)
         floor.set_availability(request.recipient_id, convert.availability(request.availability),
                                queue_id=request.queue_id, unavailable_code=request.unavailable_code,
-                               source=source(request.source))
+                               source=source(request.source), changed_by=changed_by)
         return self._status(floor, request.recipient_id)
 
     @unary
     async def GetRecipientStatus(self, request, context, principal):
-        return self._status(self.floor(principal), request.recipient_id)
+        floor = self.floor(principal)
+        acting_for(floor, principal, request.recipient_id)
+        return self._status(floor, request.recipient_id)
 
     @mutation
     async def AcceptOffer(self, request, context, principal):
         floor = self.floor(principal)
-        session = floor.accept(request.offer_id)
+        session = floor.accept(request.offer_id, principal.recipient_id)
         return convert.session_message(floor, session, floor.clock.now_ms())
 
     @mutation
     async def RejectOffer(self, request, context, principal):
         floor = self.floor(principal)
-        session = floor.reject(request.offer_id)
+        session = floor.reject(request.offer_id, principal.recipient_id)
         return convert.session_message(floor, session, floor.clock.now_ms())
+
+    # ------------------------------------------- seed 000: callflow feature codes
+
+    @mutation
+    async def ExecuteAction(self, request, context, principal):
+        floor = self.floor(principal)
+        self._check_action_request(floor, request)
+        acted_by = EventSource(request.source) if request.source else EventSource.PHONE
+
+        def failed(failure: int, recipient_id: str = "") -> recipient_pb2.ExecuteActionResponse:
+            return recipient_pb2.ExecuteActionResponse(
+                ok=False, recipient_id=recipient_id, media_id=request.failure_media, failure=failure,
+                status=self._status(floor, recipient_id) if recipient_id else None)
+
+        by_pin = request.link_method == recipient_pb2.LINK_METHOD_PIN
+        if by_pin and self.pin_throttle.blocked(floor.account_id, request.caller_number):
+            return failed(recipient_pb2.ACTION_FAILURE_THROTTLED)
+        recipients = floor.recipients.values()
+        linked = (feature_codes.by_pin(recipients, request.pin) if by_pin
+                  else feature_codes.by_caller_id(recipients, request.caller_number))
+        if not linked:
+            if by_pin:
+                self.pin_throttle.wrong(floor.account_id, request.caller_number)
+            return failed(recipient_pb2.ACTION_FAILURE_NOT_LINKED)
+        if len(linked) > 1:
+            return failed(recipient_pb2.ACTION_FAILURE_AMBIGUOUS)
+        recipient_id = linked[0]
+        if by_pin:
+            self.pin_throttle.right(floor.account_id, request.caller_number)
+        recipient = floor.recipients[recipient_id]
+        # "logged in" for TOGGLE: a logout waiting for a call to end has already been asked for
+        logged_in = recipient.logged_in and recipient.logout_pending is None
+        action = request.action
+        if action == recipient_pb2.RECIPIENT_ACTION_TOGGLE:
+            action = (recipient_pb2.RECIPIENT_ACTION_LOGOUT if logged_in
+                      else recipient_pb2.RECIPIENT_ACTION_LOGIN_READY)
+        if action in (recipient_pb2.RECIPIENT_ACTION_READY, recipient_pb2.RECIPIENT_ACTION_AWAY):
+            if not recipient.logged_in:
+                return failed(recipient_pb2.ACTION_FAILURE_LOGGED_OUT, recipient_id)
+            if request.target_queue and request.target_queue not in recipient.queues:
+                return failed(recipient_pb2.ACTION_FAILURE_NOT_MEMBER, recipient_id)
+            ready = Availability.READY if action == recipient_pb2.RECIPIENT_ACTION_READY else Availability.AWAY
+            floor.set_availability(recipient_id, ready, queue_id=request.target_queue, source=acted_by)
+        elif action == recipient_pb2.RECIPIENT_ACTION_LOGOUT:
+            floor.logout(recipient_id, source=acted_by)
+        elif action == recipient_pb2.RECIPIENT_ACTION_LOGIN:
+            floor.login(recipient_id, source=acted_by)
+        elif recipient.logged_in:  # LOGIN_READY when in already: ready (and staying, if it was leaving)
+            floor.login(recipient_id, source=acted_by)
+            if recipient.availability != Availability.READY:
+                floor.set_availability(recipient_id, Availability.READY, source=acted_by)
+        else:
+            floor.login(recipient_id, ready=True, source=acted_by)
+        return recipient_pb2.ExecuteActionResponse(ok=True, recipient_id=recipient_id,
+                                                   media_id=request.success_media,
+                                                   status=self._status(floor, recipient_id))
+
+    @staticmethod
+    def _check_action_request(floor, request) -> None:
+        problems = []
+        if request.link_method not in (recipient_pb2.LINK_METHOD_CALLER_ID, recipient_pb2.LINK_METHOD_PIN):
+            problems.append(("link_method", "must be LINK_METHOD_CALLER_ID or LINK_METHOD_PIN"))
+        if request.action not in ACTIONS:
+            problems.append(("action", "must be a RecipientAction other than RECIPIENT_ACTION_UNSPECIFIED"))
+        for field in ("caller_number", "pin"):
+            if len(getattr(request, field)) > feature_codes.MAX_INPUT:
+                problems.append((field, f"must be at most {feature_codes.MAX_INPUT} characters"))
+        if request.target_queue and request.target_queue not in floor.queues:
+            problems.append(("target_queue", f"queue {request.target_queue} not found"))
+        if request.source not in (0, EventSource.API, EventSource.PHONE):
+            problems.append(("source", "must be EVENT_SOURCE_PHONE (the default) or EVENT_SOURCE_API"))
+        if problems:
+            raise InvalidArgument(*problems)
 
     # ------------------------------------------------- seed 004: the agent's side
 
@@ -123,7 +224,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
 
     @unary
     async def GetRecipientQueues(self, request, context, principal):
-        queues = self.floor(principal).recipient_queues(request.recipient_id)
+        floor = self.floor(principal)
+        acting_for(floor, principal, request.recipient_id)
+        queues = floor.recipient_queues(request.recipient_id)
         return recipient_pb2.GetRecipientQueuesResponse(queues=[recipient_pb2.RecipientQueue(**q) for q in queues])
 
     @unary
@@ -174,6 +277,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
     @unary
     async def GetSupervisedRecipients(self, request, context, principal):
         floor = self.floor(principal)
+        acting_for(floor, principal, request.supervisor_id, supervisor_may=False)
         criteria, problems = [], []
         for i, criterion in enumerate(request.criteria):
             field = SEARCH_FIELDS.get(criterion.field)
@@ -199,12 +303,13 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
         go back; every command gets one reply carrying its ``command_id``. A
         desktop that drops while its phone rings misses that offer."""
         try:
-            principal = self.principal(context)
+            principal = self.principal(context, "RecipientService/Connect")
             floor = self.floor(principal)
             first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("command") != "hello":
                 raise InvalidArgument.field("command", "the first command must be hello")
             recipient_id = first.hello.recipient_id
+            acting_for(floor, principal, recipient_id, supervisor_may=False)
             floor.recipient(recipient_id)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
@@ -215,6 +320,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
         muted = [False]  # true while this desktop's own command runs
         floor.set_desktop_connected(recipient_id, True)  # reachable again, if a dropped stream had forced it away
         detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox, muted))
+        # its agents' state changes, if it supervises any (now or later)
+        unwatch = floor.watch_supervised(recipient_id,
+                                         lambda event: self._forward(floor, event, outbox, muted, supervised=True))
         desktop = (floor.account_id, recipient_id)
         older = self._desktops.get(desktop)
         self._desktops[desktop] = outbox
@@ -242,6 +350,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             detach()
+            unwatch()
             if self._desktops.get(desktop) is outbox:
                 del self._desktops[desktop]
             if recipient_id in floor.recipients and not floor.agent_attached(recipient_id):
@@ -249,10 +358,10 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 floor.set_desktop_connected(recipient_id, False)  # counts as not reachable (seed 004)
                 await self.node.journal.durable()
 
-    def _forward(self, floor, event, outbox: asyncio.Queue, muted: list[bool]) -> None:
+    def _forward(self, floor, event, outbox: asyncio.Queue, muted: list[bool], supervised: bool = False) -> None:
         if muted[0] and event.type == "recipient.state_changed":
             return  # caused by this desktop's own command: its reply carries the state
-        message = self._agent_event(floor, event)
+        message = self._agent_event(floor, event, supervised)
         if message is None:
             return
         if outbox.qsize() >= OUTBOX_LIMIT:  # a desktop this far behind is gone: end its stream
@@ -260,9 +369,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             return
         outbox.put_nowait(message)
 
-    def _agent_event(self, floor, event):
+    def _agent_event(self, floor, event, supervised: bool = False):
         data = event.data
-        stamp = convert.timestamp(event.time_ms)
+        stamp = convert.stamp(event.time_ms)
         if event.type == "recipient.offered":
             session = floor.sessions.get(data["session_id"])
             if session is None:
@@ -275,12 +384,15 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             return recipient_pb2.AgentEvent(time=stamp, offer_cancelled=recipient_pb2.AgentEvent.OfferCancelled(
                 offer_id=data["offer_id"], reason=int(reason)))
         if event.type == "recipient.state_changed" and event.entity_id in floor.recipients:
-            return recipient_pb2.AgentEvent(time=stamp, state_changed=self._status(floor, event.entity_id))
+            status = self._status(floor, event.entity_id)
+            if supervised:  # one of its agents
+                return recipient_pb2.AgentEvent(time=stamp, supervised_state_changed=status)
+            return recipient_pb2.AgentEvent(time=stamp, state_changed=status)
         return None
 
     @staticmethod
     def _offer_event(floor, offer_id: str, session, ring_timeout_ms: int, time_ms: int):
-        return recipient_pb2.AgentEvent(time=convert.timestamp(time_ms), offer=recipient_pb2.AgentEvent.Offer(
+        return recipient_pb2.AgentEvent(time=convert.stamp(time_ms), offer=recipient_pb2.AgentEvent.Offer(
             offer_id=offer_id, session=convert.session_message(floor, session, time_ms),
             ring_timeout_ms=ring_timeout_ms, callback=session.callback))
 
@@ -290,12 +402,16 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 try:
                     muted[0] = True
                     try:
-                        self._apply(floor, recipient_id, command)
+                        agent_id = self._apply(floor, recipient_id, command)
                     finally:
                         muted[0] = False
                     await self.node.journal.durable()
-                    reply = recipient_pb2.AgentEvent(correlation=command.command_id,
-                                                     state_changed=self._status(floor, recipient_id))
+                    if agent_id:  # forced on one of its agents: answered with that agent's status
+                        reply = recipient_pb2.AgentEvent(correlation=command.command_id,
+                                                         supervised_state_changed=self._status(floor, agent_id))
+                    else:
+                        reply = recipient_pb2.AgentEvent(correlation=command.command_id,
+                                                         state_changed=self._status(floor, recipient_id))
                 except Exception as exc:  # answered like the unary twin: a bug is a bare INTERNAL
                     if not isinstance(exc, QrouteError):
                         log.exception("internal error in an agent command of %s", recipient_id)
@@ -310,8 +426,25 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             outbox.put_nowait(_CLOSED)
 
     @staticmethod
-    def _apply(floor, recipient_id: str, command) -> None:
+    def _apply(floor, recipient_id: str, command) -> str:
+        """Apply one desktop command; returns the supervised recipient it was
+        forced on, or "" when it acted on the desktop's own recipient."""
         kind = command.WhichOneof("command")
+        if kind in ("set_availability", "logout"):
+            target = getattr(command, kind).recipient_id or recipient_id
+            changed_by = ""
+            if target != recipient_id:
+                floor.check_supervises(recipient_id, target)
+                changed_by = recipient_id
+            if kind == "logout":
+                floor.logout(target, changed_by=changed_by)
+            else:
+                request = command.set_availability
+                floor.set_availability(target, convert.availability(request.availability,
+                                                                    "set_availability.availability"),
+                                       queue_id=request.queue_id, unavailable_code=request.unavailable_code,
+                                       changed_by=changed_by)
+            return target if changed_by else ""
         if kind == "accept":
             floor.accept(command.accept.offer_id, recipient_id)
         elif kind == "reject":
@@ -323,16 +456,10 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             floor.hangup(session.id)
         elif kind == "finish_wrapup":
             floor.finish_wrapup(recipient_id)
-        elif kind == "set_availability":
-            request = command.set_availability
-            floor.set_availability(recipient_id, convert.availability(request.availability,
-                                                                      "set_availability.availability"),
-                                   queue_id=request.queue_id, unavailable_code=request.unavailable_code)
         elif kind == "login":
             floor.login(recipient_id, ready=command.login.ready)
-        elif kind == "logout":
-            floor.logout(recipient_id)
         elif kind == "hello":
             raise InvalidArgument.field("hello", "is only the first command")
         else:
             raise InvalidArgument.field("command", "is empty")
+        return ""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from qroute.api import convert
-from qroute.api.common import Servicer, mutation, observed, unary
+from qroute.api.common import Servicer, answer_of, mutation, observed, unary
 from qroute.api.errors import abort
 from qroute.domain.enums import SessionState
 from qroute.errors import InvalidArgument
@@ -14,6 +15,8 @@ from qroute.v1 import session_pb2, session_pb2_grpc
 
 _END = object()
 PIPELINE = 256  # enqueues of one stream awaiting their commit at once
+# The RPC a request_id is remembered under: an enqueue sent on a stream and retried by Enqueue is one call.
+ENQUEUE = "SessionService/Enqueue"
 
 
 class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
@@ -30,7 +33,9 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
     @observed
     async def EnqueueStream(self, request_iterator, context):
         """Answers in request order, each once durable; many share a commit.
-        A bad request ends the stream with its status (earlier ones stand)."""
+        A bad request ends the stream with its status (earlier ones stand).
+        A ``request_id`` answered before (here or by ``Enqueue``) gets that
+        answer again."""
         try:
             principal = self.principal(context)
             floor = self.floor(principal)
@@ -42,7 +47,11 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    reply = self._enqueue(floor, request)
+                    if request.request_id:  # a retried enqueue gets its first answer, as with Enqueue
+                        reply = await answer_of(self.node, principal, ENQUEUE, request.request_id,
+                                                functools.partial(self._enqueue, floor, request))
+                    else:
+                        reply = self._enqueue(floor, request)
                     await pending.put((reply, self.node.journal.commit_point()))
             except Exception as exc:
                 await pending.put((exc, None))

@@ -57,6 +57,10 @@ class QueueConfig:
     tier_expansion: tuple[TierRule, ...] = ()
     allow_self_join: bool = False  # agents may join and leave it themselves (seed 004)
     dnis: tuple[Dnis, ...] = ()  # the numbers it answers (seed 004)
+    # virtual queueing (seed 003): a lined-up caller is notified once its EWT falls to
+    # callback_lead_time (s), and times out when not connected callback_window (s) after that
+    callback_lead_time: int = 120
+    callback_window: int = 600
     create_time_ms: int = 0
     update_time_ms: int = 0
 
@@ -95,6 +99,10 @@ class QueueConfig:
             numbers.add(dnis.number)
             if len(dnis.name) > MAX_NAME:
                 found.append((f"dnis[{i}].name", f"must be at most {MAX_NAME} characters"))
+        if not 0 <= self.callback_lead_time <= 86_400:
+            found.append(("callback_lead_time", "must be 0 to 86400 seconds"))
+        if not 10 <= self.callback_window <= 86_400:
+            found.append(("callback_window", "must be 10 to 86400 seconds"))
         return found
 
     def to_doc(self) -> dict[str, Any]:

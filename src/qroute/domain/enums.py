@@ -77,3 +77,29 @@ def lower_name(value: IntEnum) -> str:
     if name is None:  # computed once per member: this runs for nearly every event
         name = _LOWER_NAMES[key] = value.name.lower()
     return name
+
+
+class Channel(IntEnum):
+    """How a lined-up (callback) caller reaches the agent (values as qroute.v1.CallbackChannel)."""
+
+    CALL_BACK = 1
+    CALL_IN = 2
+
+
+class CallerState(IntEnum):
+    """Values as qroute.v1.CallbackState."""
+
+    WAITING = 1
+    NOTIFIED = 2
+    CONNECTED = 3
+    FINISHED = 4
+    TIME_OUT = 5
+
+
+class ServiceState(IntEnum):
+    """The call center's own view, as it reports it (values as qroute.v1.ServiceState)."""
+
+    CONNECTED = 1
+    DEFERRED = 2
+    CANCELED = 3
+    FINISHED = 4

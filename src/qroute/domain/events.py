@@ -19,6 +19,8 @@ class Entity(IntEnum):
     WEBHOOK = 4
 
 
+_CALLER_FIELDS = ("queue_id", "caller_number", "callback", "entered_at_ms", "properties", "caller")
+
 # type -> (entity, payload fields). Times are epoch milliseconds, durations *_ms.
 CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     # sessions
@@ -34,6 +36,17 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     "session.ended": (Entity.SESSION, ("queue_id", "recipient_id", "end_reason", "wait_ms", "ring_ms",
                                        "talk_ms", "queues_visited", "entered_at_ms", "estimated_wait_ms",
                                        "answered_at_ms")),
+    # lined-up callers (CallbackService, seed 003): session events whose entity id is the caller's
+    # id (the id of the session holding its place, when free); queue_id is its line, entered_at_ms
+    # its line-up time, caller its whole record (CallbackCaller's fields; state, channel, lang...).
+    # callback.notified: its turn nears (CALL_IN: send the SMS now; CALL_BACK: offered to a recipient)
+    "callback.lined_up": (Entity.SESSION, _CALLER_FIELDS + ("position", "estimated_wait_ms")),
+    "callback.notified": (Entity.SESSION, _CALLER_FIELDS + ("position", "estimated_wait_ms")),
+    "callback.connected": (Entity.SESSION, _CALLER_FIELDS),
+    "callback.deferred": (Entity.SESSION, _CALLER_FIELDS),
+    "callback.updated": (Entity.SESSION, _CALLER_FIELDS),
+    "callback.finished": (Entity.SESSION, _CALLER_FIELDS + ("reason",)),
+    "callback.timed_out": (Entity.SESSION, _CALLER_FIELDS),
     # queues
     "queue.created": (Entity.QUEUE, ("config",)),
     "queue.updated": (Entity.QUEUE, ("config",)),
@@ -47,13 +60,14 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
     "recipient.created": (Entity.RECIPIENT, ("config",)),
     "recipient.updated": (Entity.RECIPIENT, ("config",)),
     "recipient.deleted": (Entity.RECIPIENT, ()),
-    "recipient.logged_in": (Entity.RECIPIENT, ("state", "source", "forced_by")),
-    "recipient.logged_out": (Entity.RECIPIENT, ("previous_state", "source", "forced_by")),
+    "recipient.logged_in": (Entity.RECIPIENT, ("state", "source", "forced_by", "changed_by")),
+    "recipient.logged_out": (Entity.RECIPIENT, ("previous_state", "source", "forced_by", "changed_by")),
     "recipient.state_changed": (Entity.RECIPIENT, ("state", "previous_state", "availability",
                                                    "unavailable_code", "queue_id", "source", "reason",
-                                                   "forced_by",
+                                                   "forced_by", "changed_by",
                                                    # the routers' counters, as in the recipient's status
-                                                   "calls_taken", "offers", "talk_ms", "idle_since_ms")),
+                                                   "calls_taken", "offers", "talk_ms", "idle_since_ms",
+                                                   "consecutive_misses")),
     "recipient.offered": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "ring_timeout_ms",
                                              "caller_number", "caller_name", "hold_treatment")),
     "recipient.offer_cancelled": (Entity.RECIPIENT, ("session_id", "offer_id", "queue_id", "reason")),

@@ -38,6 +38,7 @@ from qroute.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
 )
 
@@ -81,8 +82,13 @@ class Floor:
         self._ids = random.Random(uuid.uuid4().int)  # seeded from the OS: ids differ across restarts
         self._agent_listeners: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self.pass_requested = False
+        # hook(now_ms) after each pass: what follows time outside the dispatcher (engine.callbacks)
+        self.pass_hooks: list[Callable[[int], None]] = []
         self.agent_settings = AgentSettings()  # the account's defaults, codes and threshold profiles (seed 004)
         self.supervision: dict[tuple[str, str], list[str]] = {}  # (supervisor, queue) -> supervised ids
+        self._supervised_sets: dict[str, frozenset[str]] = {}  # supervisor -> its agents in any queue
+        self._supervisors_of: dict[str, tuple[str, ...]] | None = None  # agent -> supervisors; None: stale
+        self._supervisor_watchers: dict[str, list[Callable[[DomainEvent], None]]] = {}
         self._next_threshold_check_ms = 0
         # restore: (recipient, offer id, session id, queue id) of what rang when the node stopped,
         # and the line keys of restored sessions by queue (added at once: a bulk sort beats 10^5 inserts)
@@ -117,13 +123,21 @@ class Floor:
         self._staffing += 1
         recipient.queues.add(queue_id)
 
+    def restore_queue_stats(self, queue_id: str, doc: Mapping[str, Any]) -> None:
+        """Bring back a queue's counters and service rate (``LiveQueue.stats_doc``),
+        so its status and estimated waits go on from where they were."""
+        queue = self.queues.get(queue_id)
+        if queue is not None:  # stats outliving their queue: nothing to count for
+            queue.restore_stats(doc)
+
     def restore_recipient_state(self, recipient_id: str, *, logged_in: bool,
                                 availability: Availability = Availability.AWAY, unavailable_code: str = "",
                                 forced_by: str = "", away_queues: Iterable[str] = (),
                                 state: RecipientState = RecipientState.LOGGED_OUT, state_since_ms: int = 0,
                                 wrapup_session_id: str = "", wrapup_until_ms: int = 0,
                                 logout_pending: EventSource | None = None, calls: int = 0, offers: int = 0,
-                                talk_ms: int = 0, idle_since_ms: int = 0,
+                                talk_ms: int = 0, idle_since_ms: int = 0, misses: int = 0,
+                                logout_pending_by: str = "",
                                 offer: tuple[str, str, str] | None = None) -> LiveRecipient | None:
         """Bring back a recipient's stored live state, after ``restore_recipient``
         and its memberships: no validation, no event. Login, availability
@@ -153,7 +167,8 @@ class Floor:
             recipient.availability = Availability.AWAY if away else Availability.READY
             recipient.unavailable_code = unavailable_code if away else ""
             recipient.forced_by = forced_by if away else ""
-            recipient.logout_pending = None if logout_pending is None else (logout_pending, "")
+            recipient.logout_pending = (None if logout_pending is None
+                                        else (logout_pending, "", logout_pending_by))
             if wrapup_until_ms:
                 # a call ending at ``at`` followed by the rest of the wrap-up
                 at = min(now, wrapup_until_ms - 1)
@@ -164,7 +179,8 @@ class Floor:
                 recipient.wrapup_session_id = wrapup_session_id
             self.dispatcher.set_ready(handle, recipient.routable, idle_since)
         self._staffing += 1
-        self.dispatcher.restore_recipient(handle, calls, offers, talk_ms, idle_since)
+        recipient.misses = misses
+        self.dispatcher.restore_recipient(handle, calls, offers, talk_ms, idle_since, misses)
         if offer is not None:
             self._restored_offers.append((recipient, *offer))
         return recipient
@@ -428,6 +444,7 @@ class Floor:
         for key, ids in self.supervision.items():
             if recipient_id in ids:
                 ids.remove(recipient_id)
+        self._supervision_changed()
         self._emit("recipient.deleted", recipient_id)
         self._changed()
 
@@ -447,13 +464,15 @@ class Floor:
     # ================================================================ agents
 
     def login(self, recipient_id: str, ready: bool = False,
-              source: EventSource = EventSource.API) -> LiveRecipient:
-        """Log in, AWAY (as in Qubicle) unless ``ready``. Logging in again changes nothing."""
+              source: EventSource = EventSource.API, changed_by: str = "") -> LiveRecipient:
+        """Log in, AWAY (as in Qubicle) unless ``ready``. Logging in again changes nothing.
+        ``changed_by``: the supervisor acting for the recipient, if one is."""
         recipient = self.recipient(recipient_id)
         if recipient.logged_in:
             if recipient.logout_pending is not None:  # changed its mind before the call ended
                 recipient.logout_pending = None
-                self._sync_state(recipient, self.clock.now_ms(), source, "logout_cancelled", force=True)
+                self._sync_state(recipient, self.clock.now_ms(), source, "logout_cancelled", force=True,
+                                 changed_by=changed_by)
             return recipient
         now = self.clock.now_ms()
         recipient.logged_in = True
@@ -463,15 +482,15 @@ class Floor:
         recipient.forced_by = ""
         self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
         self._emit("recipient.logged_in", recipient_id, state=lower_name(recipient.derived_state()),
-                   source=lower_name(source), forced_by="")
-        self._sync_state(recipient, now, source, "login")
+                   source=lower_name(source), forced_by="", **_by(changed_by))
+        self._sync_state(recipient, now, source, "login", changed_by=changed_by)
         recipient.device_causes, recipient.before_forcing = frozenset(), None
         self._apply_device(recipient, now)  # logging in with DND on (say) is forced away at once
         self._changed()
         return recipient
 
     def logout(self, recipient_id: str, source: EventSource = EventSource.API,
-               forced_by: str = "") -> LiveRecipient:
+               forced_by: str = "", changed_by: str = "") -> LiveRecipient:
         """Log out. A ringing offer is withdrawn; on a call, the recipient takes
         nothing more and is logged out when the call ends (no wrap-up)."""
         recipient = self.recipient(recipient_id)
@@ -479,18 +498,19 @@ class Floor:
             return recipient
         now = self.clock.now_ms()
         if recipient.session is not None:
-            recipient.logout_pending = (source, forced_by)
+            recipient.logout_pending = (source, forced_by, changed_by)
             recipient.availability = Availability.AWAY
             self._staffing += 1
             self.dispatcher.set_ready(recipient.handle, False, now)
-            self._sync_state(recipient, now, source, "logout_pending", force=True)
+            self._sync_state(recipient, now, source, "logout_pending", force=True, changed_by=changed_by)
             self._changed()
             return recipient
-        self._log_out(recipient, now, source, forced_by)
+        self._log_out(recipient, now, source, forced_by, changed_by)
         self._changed()
         return recipient
 
-    def _log_out(self, recipient: LiveRecipient, now: int, source: EventSource, forced_by: str) -> None:
+    def _log_out(self, recipient: LiveRecipient, now: int, source: EventSource, forced_by: str,
+                 changed_by: str = "") -> None:
         previous = recipient.state
         recipient.logout_pending = None
         if recipient.offer is not None:
@@ -504,12 +524,12 @@ class Floor:
         recipient.unavailable_code = ""
         self.dispatcher.set_ready(recipient.handle, False, now)
         self._emit("recipient.logged_out", recipient.id, previous_state=lower_name(previous),
-                   source=lower_name(source), forced_by=forced_by)
-        self._sync_state(recipient, now, source, "logout")
+                   source=lower_name(source), forced_by=forced_by, **_by(changed_by))
+        self._sync_state(recipient, now, source, "logout", changed_by=changed_by)
 
     def set_availability(self, recipient_id: str, availability: Availability, queue_id: str = "",
                          unavailable_code: str = "", source: EventSource = EventSource.API,
-                         forced_by: str = "") -> LiveRecipient:
+                         forced_by: str = "", changed_by: str = "") -> LiveRecipient:
         """READY or AWAY, globally or (with ``queue_id``) for one queue.
 
         An AWAY code must be one of the recipient's ``unavailable_codes``;
@@ -535,7 +555,7 @@ class Floor:
             self._staffing += 1
             self.dispatcher.set_member_ready(self.queues[queue_id].handle, recipient.handle, ready)
             self._emit_state(recipient, recipient.state, now, source, "queue_availability",
-                             queue_id=queue_id, availability=lower_name(availability))
+                             queue_id=queue_id, availability=lower_name(availability), changed_by=changed_by)
         else:
             recipient.availability = availability
             self._staffing += 1
@@ -544,7 +564,8 @@ class Floor:
             if not forced_by:
                 recipient.before_forcing = None  # its own choice now: a cleared cause restores nothing
             self.dispatcher.set_ready(recipient.handle, recipient.routable, now)
-            self._sync_state(recipient, now, source, forced_by or "availability", force=True)
+            self._sync_state(recipient, now, source, forced_by or "availability", force=True,
+                             changed_by=changed_by)
         self._changed()
         return recipient
 
@@ -753,6 +774,8 @@ class Floor:
         if self.agent_settings.threshold_profiles and now >= self._next_threshold_check_ms:
             self._next_threshold_check_ms = now + THRESHOLD_CHECK_MS
             self.check_thresholds(now)
+        for hook in self.pass_hooks:
+            hook(now)
         return count
 
     def _offered(self, session: LiveSession, recipient: LiveRecipient, now: int) -> None:
@@ -990,7 +1013,7 @@ class Floor:
             session.handle = -1
 
     def _sync_state(self, recipient: LiveRecipient, now: int, source: EventSource, reason: str,
-                    force: bool = False) -> None:
+                    force: bool = False, changed_by: str = "") -> None:
         """Emit ``recipient.state_changed`` when the derived state moved (or ``force``)."""
         state = recipient.derived_state()
         if state == recipient.state and not force:
@@ -999,17 +1022,19 @@ class Floor:
         if state != previous:
             recipient.state = state
             recipient.state_since_ms = now
-        self._emit_state(recipient, previous, now, source, reason)
+        self._emit_state(recipient, previous, now, source, reason, changed_by=changed_by)
 
     def _emit_state(self, recipient: LiveRecipient, previous: RecipientState, now: int,
-                    source: EventSource, reason: str, queue_id: str = "", availability: str = "") -> None:
-        _, calls, offers, talk_ms, _, idle_since = self.dispatcher.recipient_stats(recipient.handle)
+                    source: EventSource, reason: str, queue_id: str = "", availability: str = "",
+                    changed_by: str = "") -> None:
+        _, calls, offers, talk_ms, misses, idle_since = self.dispatcher.recipient_stats(recipient.handle)
         self._emit("recipient.state_changed", recipient.id, state=lower_name(recipient.state),
                    previous_state=lower_name(previous),
                    availability=availability or lower_name(recipient.availability),
                    unavailable_code=recipient.unavailable_code, queue_id=queue_id,
                    source=lower_name(source), reason=reason, forced_by=recipient.forced_by,
-                   calls_taken=calls, offers=offers, talk_ms=talk_ms, idle_since_ms=idle_since)
+                   calls_taken=calls, offers=offers, talk_ms=talk_ms, idle_since_ms=idle_since,
+                   consecutive_misses=misses, **_by(changed_by))
 
     def _emit(self, type_: str, entity_id: str, **data: Any) -> None:
         event = DomainEvent(type_, entity_id, self.clock.now_ms(), data, self.account_id)
@@ -1020,6 +1045,8 @@ class Floor:
                     listener(event)
                 except Exception:  # a desktop's trouble must never break a pass half-applied
                     log.exception("agent listener of %s failed on %s", entity_id, type_)
+            if self._supervisor_watchers and type_ == "recipient.state_changed":
+                self._tell_supervisors(event)
 
     def _new_id(self, now_ms: int) -> str:
         """A unique id that sorts by creation time (48-bit ms, then 64 random bits):
@@ -1239,7 +1266,54 @@ class Floor:
             self.supervision[(supervisor_id, queue_id)] = result
         else:
             self.supervision.pop((supervisor_id, queue_id), None)
+        self._supervision_changed()
         return result
+
+    def _supervision_changed(self) -> None:
+        self._supervised_sets.clear()
+        self._supervisors_of = None
+
+    def supervised_by(self, supervisor_id: str) -> frozenset[str]:
+        """The recipients ``supervisor_id`` supervises in any queue (cached:
+        event filters ask for every event)."""
+        found = self._supervised_sets.get(supervisor_id)
+        if found is None:
+            found = self._supervised_sets[supervisor_id] = frozenset(
+                rid for (sid, _), ids in self.supervision.items() if sid == supervisor_id for rid in ids)
+        return found
+
+    def check_supervises(self, supervisor_id: str, recipient_id: str) -> None:
+        """PermissionDenied unless ``supervisor_id`` is ``recipient_id`` or supervises it."""
+        if supervisor_id != recipient_id and recipient_id not in self.supervised_by(supervisor_id):
+            raise PermissionDenied(f"recipient {supervisor_id} does not supervise {recipient_id}")
+
+    def watch_supervised(self, supervisor_id: str, listener: Callable[[DomainEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every ``recipient.state_changed`` of the
+        recipients ``supervisor_id`` supervises at the time; returns the detach."""
+        self._supervisor_watchers.setdefault(supervisor_id, []).append(listener)
+
+        def detach() -> None:
+            watchers = self._supervisor_watchers.get(supervisor_id, [])
+            if listener in watchers:
+                watchers.remove(listener)
+            if not watchers:
+                self._supervisor_watchers.pop(supervisor_id, None)
+
+        return detach
+
+    def _tell_supervisors(self, event: DomainEvent) -> None:
+        if self._supervisors_of is None:  # rebuilt after a change: per event, a lookup, not a scan
+            index: dict[str, list[str]] = {}
+            for (supervisor_id, _), ids in self.supervision.items():
+                for rid in ids:
+                    index.setdefault(rid, []).append(supervisor_id)
+            self._supervisors_of = {rid: tuple(dict.fromkeys(sids)) for rid, sids in index.items()}
+        for supervisor_id in self._supervisors_of.get(event.entity_id, ()):
+            for listener in list(self._supervisor_watchers.get(supervisor_id, ())):
+                try:
+                    listener(event)
+                except Exception:  # as with agent listeners: never break a pass half-applied
+                    log.exception("supervisor listener of %s failed on %s", supervisor_id, event.type)
 
     def search_supervised(self, supervisor_id: str, queue_id: str, criteria: list[tuple[str, str, str, bool]],
                           combine_with_or: bool = False, limit: int = 0) -> list[LiveRecipient]:
@@ -1340,6 +1414,11 @@ class Floor:
             queue.serving = (self._staffing, serving)
         return queue.rate.estimate_ms(ahead, free, serving)
 
+    def estimate_wait_ms(self, queue_id: str, ahead: int) -> int:
+        """EWT of a place behind ``ahead`` waiting sessions of the queue (a
+        caller holding a virtual place); -1 when nobody serves the queue."""
+        return self._estimate(self.queue(queue_id), ahead)
+
     def _serving(self, recipient: LiveRecipient, queue_id: str) -> bool:
         return recipient.routable and queue_id not in recipient.away_queues
 
@@ -1405,6 +1484,11 @@ class Floor:
         """Waiting sessions of a queue in the order they will be served."""
         queue = self.queue(queue_id)
         return [self.sessions[key[3]] for key in queue.line]
+
+
+def _by(changed_by: str) -> dict[str, str]:
+    """The ``changed_by`` of an event's data: only when a supervisor acted."""
+    return {"changed_by": changed_by} if changed_by else {}
 
 
 def _matches(config: RecipientConfig, field: str, mode: str, value: str, case_insensitive: bool) -> bool:

@@ -74,17 +74,25 @@ class EventKey(NamedTuple):
 
 
 def event_key(event: DomainEvent) -> EventKey:
-    entity = CATALOG[event.type][0] if event.type in CATALOG else 0
+    entry = CATALOG.get(event.type)
+    entity = entry[0] if entry is not None else 0
     data = event.data
     if entity is Entity.QUEUE:
         queue_ids: tuple[str, ...] = (event.entity_id,)
-    else:
-        queue_ids = tuple(q for q in (data.get("queue_id"), data.get("from_queue_id"),
-                                      data.get("redirect_queue_id")) if q)
-    return EventKey(
+    else:  # most events name one queue or none: no generator for them
+        queue_id, from_queue_id, redirect_queue_id = (data.get("queue_id"), data.get("from_queue_id"),
+                                                      data.get("redirect_queue_id"))
+        if from_queue_id or redirect_queue_id:
+            queue_ids = tuple(q for q in (queue_id, from_queue_id, redirect_queue_id) if q)
+        else:
+            queue_ids = (queue_id,) if queue_id else ()
+    return _new_key(EventKey, (  # tuple.__new__: the NamedTuple's own __new__ is a Python frame more, per event
         int(entity), event.type, queue_ids,
         event.entity_id if entity is Entity.RECIPIENT else data.get("recipient_id") or "",
-        event.entity_id if entity is Entity.SESSION else data.get("session_id") or "")
+        event.entity_id if entity is Entity.SESSION else data.get("session_id") or ""))
+
+
+_new_key = tuple.__new__
 
 
 class Filter:
