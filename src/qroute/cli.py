@@ -72,6 +72,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", metavar="HOST:PORT",
                         help="a running server (default: start one on a temporary data dir)")
@@ -354,6 +361,9 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--sync", choices=("normal", "full"), default="normal",
                         help="SQLite synchronous mode: full also survives power loss (default %(default)s)")
+    parser.add_argument("--commit-interval-ms", type=_non_negative_float, default=2.0, metavar="MS",
+                        help="while several mutations wait for a commit, start one at most every MS ms so "
+                             "more of them share it; a lone caller never waits (default %(default)s, 0 = off)")
     parser.add_argument("--no-durability", action="store_true",
                         help="store nothing the engine does and answer without waiting for a commit "
                              "(benchmarks only: a restart loses sessions, state and configuration changes)")
@@ -411,7 +421,8 @@ def _serve(args: argparse.Namespace) -> int | None:
     retention = Retention(count=args.event_retention_count, age_ms=args.event_retention_hours * 3_600_000,
                           ring_size=args.event_buffer)
     node = Node(args.data_dir, synchronous=args.sync.upper(), webhooks=webhooks,
-                durable=not args.no_durability, event_retention=retention)
+                durable=not args.no_durability, event_retention=retention,
+                commit_interval_ms=args.commit_interval_ms)
 
     def ready(running) -> None:
         where = (f"in {running.node.admin_key_path}" if running.node.admin_key_path

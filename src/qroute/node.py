@@ -68,7 +68,7 @@ class Node:
     def __init__(self, data_dir: str | os.PathLike, *, synchronous: str = "NORMAL", clock=None,
                  dispatcher_cls=None, admin_key: str | None = None, name: str | None = None,
                  webhooks: WebhookSettings | None = None, durable: bool = True,
-                 event_retention: Retention | None = None) -> None:
+                 event_retention: Retention | None = None, commit_interval_ms: float = 0.0) -> None:
         self.data_dir = Path(data_dir)
         self.name = name or socket.gethostname()
         self.clock = clock or SystemClock()
@@ -77,7 +77,8 @@ class Node:
         # live sessions, recipient state, offers and history, stored from the events like the configuration
         self.live_state = LiveState()
         self.journal = Journal(self.storage if durable else _SkipWrites(),
-                               op_sources=[state_ops, self.live_state] if durable else [])
+                               op_sources=[state_ops, self.live_state] if durable else [],
+                               commit_interval_s=commit_interval_ms / 1000)
         self.engine = Engine(self.clock, sink=self.journal.publish, dispatcher_cls=dispatcher_cls)
         if durable:  # queue counters and service rates, so that a restart does not start them cold
             self.journal.batch_sources.append(QueueStats(self._queue_stats))

@@ -103,3 +103,66 @@ def test_a_request_id_is_answered_once_even_while_its_first_call_runs_and_after_
         assert list(floor.sessions) == [answer.id]
 
     site.run(retried)
+
+
+class _HeldWrites:
+    """A storage whose writes land when the test says so."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple] = []
+
+    def write(self, *ops):
+        future = asyncio.get_running_loop().create_future()
+        self.writes.append((ops, future))
+        return future
+
+    def land_all(self) -> None:
+        for _, future in self.writes:
+            if not future.done():
+                future.set_result(None)
+
+    def events_of(self, n: int) -> list[str]:
+        return [row[5] for op in self.writes[n][0] for row in getattr(op, "rows", ())]
+
+
+def test_the_commit_interval_makes_concurrent_callers_share_a_write_but_never_delays_a_lone_one():
+    from qroute.domain.events import DomainEvent
+    from qroute.events.journal import Journal
+
+    def event(entity_id: str) -> DomainEvent:
+        return DomainEvent("session.created", entity_id, 0, {}, "acct")
+
+    async def main() -> None:
+        storage = _HeldWrites()
+        journal = Journal(storage, commit_interval_s=2.0)  # long: a loaded machine must not start it early
+        journal.publish(event("a"))
+        first = asyncio.ensure_future(journal.durable())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(storage.writes) == 1  # a lone caller's write starts at once
+
+        waiting = []
+        for entity_id in ("b", "c"):  # published while "a" is on its way to disk
+            journal.publish(event(entity_id))
+            waiting.append(asyncio.ensure_future(journal.durable()))
+            await asyncio.sleep(0)
+        storage.land_all()
+        await first
+        await asyncio.sleep(0.05)
+        assert len(storage.writes) == 1  # several callers wait: the next write waits for more
+        while len(storage.writes) == 1:
+            await asyncio.sleep(0.01)
+        assert storage.events_of(1) == ["b", "c"]
+        assert not any(w.done() for w in waiting)  # acknowledged only once their write lands
+        storage.land_all()
+        await asyncio.gather(*waiting)
+
+        journal.publish(event("d"))  # alone again, right after a write: no wait
+        last = asyncio.ensure_future(journal.durable())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(storage.writes) == 3 and storage.events_of(2) == ["d"]
+        storage.land_all()
+        await last
+
+    asyncio.run(main())

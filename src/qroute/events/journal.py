@@ -36,10 +36,19 @@ class Journal:
     Events go to storage at the end of the loop iteration that published
     them, or, while a write is still on its way to disk, together in one
     write once it lands: one write per commit however many callers it holds.
+
+    ``commit_interval_s``: while several callers wait in ``durable()``, a
+    write starts at most this long after the one before, so more callers
+    share a commit (each commit has a fixed cost); one caller alone never
+    waits for it.
     """
 
-    def __init__(self, storage: Storage, op_sources: list[OpSource] | None = None) -> None:
+    def __init__(self, storage: Storage, op_sources: list[OpSource] | None = None,
+                 commit_interval_s: float = 0.0) -> None:
         self.storage = storage
+        self.commit_interval_s = commit_interval_s
+        self._write_started = 0.0  # loop time of the last write's start
+        self._waiting = 0  # callers in durable()
         self.sequences: dict[str, int] = {}
         # Each source turns an event into the storage changes it stands for;
         # they commit in the same transaction as the event itself.
@@ -94,6 +103,14 @@ class Journal:
                 self._flush_deferred = True
                 last.add_done_callback(self._deferred_flush)
             return self._batch
+        if self.commit_interval_s and self._waiting > 1 and not self._writes_nothing:
+            loop = asyncio.get_running_loop()
+            early = self._write_started + self.commit_interval_s - loop.time()
+            if early > 0:
+                if not self._flush_deferred:
+                    self._flush_deferred = True
+                    loop.call_later(early, self._deferred_flush, None)
+                return self._pending_batch()
         events, self._pending = self._pending, []
         batch, self._batch = self._batch, None
         try:
@@ -107,6 +124,8 @@ class Journal:
                 ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, e.entity.name.lower(),
                                           e.entity_id, encode(e)) for e in events]))
             write = self.storage.write(*ops)
+            if self.commit_interval_s:
+                self._write_started = asyncio.get_running_loop().time()
         except Exception as exc:
             # The callers waiting for these events fail, and so does the next
             # durable(): nothing is acknowledged that was not written.
@@ -137,7 +156,7 @@ class Journal:
             self._batch = asyncio.get_running_loop().create_future()
         return self._batch
 
-    def _deferred_flush(self, _landed: asyncio.Future) -> None:
+    def _deferred_flush(self, _landed: asyncio.Future | None) -> None:
         self._flush_deferred = False
         self._flush()
 
@@ -145,7 +164,11 @@ class Journal:
         """Returns once everything published so far is committed."""
         write = self.commit_point()
         if write is not None:
-            await asyncio.shield(write)
+            self._waiting += 1
+            try:
+                await asyncio.shield(write)
+            finally:
+                self._waiting -= 1
 
 
 def _settle(batch: asyncio.Future, write: asyncio.Future) -> None:
