@@ -5,7 +5,6 @@ callers surviving a restart."""
 from __future__ import annotations
 
 import grpc
-import pytest
 
 from qroute.v1 import callback_pb2 as cb
 from qroute.v1 import common_pb2, event_pb2, event_pb2_grpc
@@ -13,8 +12,6 @@ from tests.api._util import call_center, eventually, fails
 
 CALL_IN, CALL_BACK = cb.CALLBACK_CHANNEL_CALL_IN, cb.CALLBACK_CHANNEL_CALL_BACK
 PHONE = "+4917111112233"
-
-pytestmark = pytest.mark.timeout(30)  # each run's body has its own bound (tests.api._util)
 
 
 async def first_event(client, type_: str) -> event_pb2.Event:

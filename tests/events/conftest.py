@@ -3,20 +3,9 @@ takes an event retention (see ``_util``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ._util import EventsApi
-
-TEST_TIMEOUT = 30  # seconds per test (pytest-timeout); each run's body has its own bound
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if Path(item.fspath).parent == here and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
 
 
 @pytest.fixture
