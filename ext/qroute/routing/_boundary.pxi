@@ -31,7 +31,7 @@ cdef inline uint64_t _splitmix64(uint64_t* state) noexcept nogil:
 # (enqueue's handle and skills) first try a C fast path that accepts only
 # what the reference certainly accepts, with no Python code run on the way;
 # anything else goes to the reference's function.
-from qroute.routing._reference import _check_handle, _expansion_rules, _skill_items
+from qroute.routing._reference import _check_handle, _queue_settings, _skill_items
 
 from cpython.bool cimport PyBool_Check
 from cpython.dict cimport PyDict_CheckExact, PyDict_Next

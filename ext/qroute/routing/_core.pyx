@@ -206,14 +206,7 @@ cdef class Dispatcher:
         cdef Queue* queue
         self._enter()
         try:
-            _check_handle(q, "queue")
-            if router not in ROUTERS:
-                raise ValueError(f"router must be one of 1..9, got {router!r}")
-            if ring_timeout_ms < 1:
-                raise ValueError(f"ring_timeout_ms must be >= 1, got {ring_timeout_ms}")
-            if timeout_ms < 1:
-                raise ValueError(f"timeout_ms must be >= 1, got {timeout_ms}")
-            checked = _expansion_rules(tier_expansion)
+            checked = _queue_settings(q, router, ring_timeout_ms, timeout_ms, tier_expansion)
             ring_ms = ring_timeout_ms
             wait_ms = timeout_ms
             router_code = int(router)

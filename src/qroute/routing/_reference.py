@@ -131,6 +131,19 @@ def _check_handle(value: int, what: str) -> int:
     return value
 
 
+def _queue_settings(q: int, router: int, ring_timeout_ms: int, timeout_ms: int,
+                    tier_expansion) -> tuple[tuple[int, int], ...]:
+    """Validates a queue's routing settings (both twins); its expansion rules."""
+    _check_handle(q, "queue")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of 1..9, got {router!r}")
+    if ring_timeout_ms < 1:
+        raise ValueError(f"ring_timeout_ms must be >= 1, got {ring_timeout_ms}")
+    if timeout_ms < 1:
+        raise ValueError(f"timeout_ms must be >= 1, got {timeout_ms}")
+    return _expansion_rules(tier_expansion)
+
+
 def _skill_items(skills: Mapping[int, int], what: str) -> tuple[tuple[int, int], ...]:
     """Validated, sorted ``(skill, level)`` pairs; level 0 means 'any level'."""
     items = []
@@ -273,14 +286,7 @@ class Dispatcher:
 
         A changed ``timeout_ms`` applies to sessions that join afterwards.
         """
-        _check_handle(q, "queue")
-        if router not in ROUTERS:
-            raise ValueError(f"router must be one of 1..9, got {router!r}")
-        if ring_timeout_ms < 1:
-            raise ValueError(f"ring_timeout_ms must be >= 1, got {ring_timeout_ms}")
-        if timeout_ms < 1:
-            raise ValueError(f"timeout_ms must be >= 1, got {timeout_ms}")
-        rules = _expansion_rules(tier_expansion)
+        rules = _queue_settings(q, router, ring_timeout_ms, timeout_ms, tier_expansion)
         queue = self._queues.get(q)
         if queue is None:
             queue = self._queues[q] = _Queue(q)

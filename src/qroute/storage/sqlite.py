@@ -252,20 +252,23 @@ class _Writer(threading.Thread):
             else:
                 self._signal(_resolve_each, self._retry_one_by_one(conn, batch))
             return
-        elapsed = time.perf_counter() - started
+        self._committed(time.perf_counter() - started, batch_ops, len(batch))
+        self._signal(_resolve_ok, [fut for _, fut in batch])
+
+    def _committed(self, elapsed: float, ops: int, writes: int) -> None:
+        stats = self.storage.stats
         stats.commits += 1
-        stats.ops_committed += batch_ops
-        stats.writes_committed += len(batch)
-        stats.last_batch_size = batch_ops
-        stats.last_batch_writes = len(batch)
-        stats.max_batch_size = max(stats.max_batch_size, batch_ops)
+        stats.ops_committed += ops
+        stats.writes_committed += writes
+        stats.last_batch_size = ops
+        stats.last_batch_writes = writes
+        stats.max_batch_size = max(stats.max_batch_size, ops)
         stats.last_commit_seconds = elapsed
         stats.max_commit_seconds = max(stats.max_commit_seconds, elapsed)
         stats.commit_seconds_total += elapsed
         on_commit = getattr(self.storage, "on_commit", None)  # set by qroute.metrics: histograms need each commit
         if on_commit is not None:
-            on_commit(elapsed, batch_ops)
-        self._signal(_resolve_ok, [fut for _, fut in batch])
+            on_commit(elapsed, ops)
 
     def _retry_one_by_one(self, conn: sqlite3.Connection, batch: list[_Item]):
         stats = self.storage.stats
@@ -281,15 +284,7 @@ class _Writer(threading.Thread):
                 stats.writes_failed += 1
                 results.append((fut, _write_error(ops, exc)))
                 continue
-            elapsed = time.perf_counter() - started
-            stats.commits += 1
-            stats.ops_committed += len(ops)
-            stats.writes_committed += 1
-            stats.last_batch_size = len(ops)
-            stats.last_batch_writes = 1
-            stats.last_commit_seconds = elapsed
-            stats.max_commit_seconds = max(stats.max_commit_seconds, elapsed)
-            stats.commit_seconds_total += elapsed
+            self._committed(time.perf_counter() - started, len(ops), 1)
             results.append((fut, None))
         return results
 
