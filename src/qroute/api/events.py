@@ -247,8 +247,7 @@ def add_EventServiceServicer_to_server(servicer, server) -> None:  # noqa: N802 
     }
     generic = grpc.method_handlers_generic_handler("qroute.v1.EventService", handlers)
     server.add_generic_rpc_handlers((generic,))
-    if hasattr(server, "add_registered_method_handlers"):
-        server.add_registered_method_handlers("qroute.v1.EventService", handlers)
+    server.add_registered_method_handlers("qroute.v1.EventService", handlers)
 
 
 class EventServicer(Servicer, event_pb2_grpc.EventServiceServicer):
