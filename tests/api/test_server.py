@@ -97,6 +97,47 @@ def test_health_and_reflection_answer(api):
     api.run(body)
 
 
+def test_every_method_of_every_service_is_served(api):
+    """Methods are looked up in one table (``server._OneLookup``): each
+    declared method answers (an empty request may fail, but not as
+    UNIMPLEMENTED), and a method nobody declared is UNIMPLEMENTED."""
+    methods = [(f"/{module.DESCRIPTOR.services_by_name[service].full_name}/{method.name}", method)
+               for module, service, *_ in server.SERVICES
+               for method in module.DESCRIPTOR.services_by_name[service].methods]
+    methods += [(f"/grpc.health.v1.Health/{m.name}", m)  # List: grpc_health's servicer has none
+                for m in health_pb2.DESCRIPTOR.services_by_name["Health"].methods if m.name != "List"]
+    assert len(methods) > 60
+
+    async def call(channel, path: str, method) -> grpc.StatusCode:
+        kind = (method.client_streaming, method.server_streaming)
+        metadata = (("authorization", f"Bearer {api.key}"),)
+        try:
+            if kind == (False, False):
+                await channel.unary_unary(path)(b"", metadata=metadata, timeout=5)
+            elif kind == (False, True):
+                async for _ in channel.unary_stream(path)(b"", metadata=metadata, timeout=0.3):
+                    break
+            else:
+                stream = channel.stream_stream(path)(iter([]), metadata=metadata, timeout=0.3)
+                async for _ in stream:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    async def body(client):
+        table = server._OneLookup()  # every qroute method in the one table, none left to the slow path
+        for _, _, add, servicer_cls in server.SERVICES:
+            add(servicer_cls(api.running.node), table)
+        assert {path for path, _ in methods if path.startswith("/qroute.")} <= table.methods.keys()
+        for path, method in methods:
+            assert await call(client.channel, path, method) != grpc.StatusCode.UNIMPLEMENTED, path
+        unknown = await call(client.channel, "/qroute.v1.SessionService/NoSuchMethod", methods[0][1])
+        assert unknown == grpc.StatusCode.UNIMPLEMENTED
+
+    api.run(body)
+
+
 def test_a_second_server_on_a_port_in_use_fails_loudly(api, tmp_path):
     async def body(client):
         with pytest.raises(server.BindError):
