@@ -207,17 +207,24 @@ def session_message(floor, session, now_ms: int) -> session_pb2.Session:
     waiting = session.state in (SessionState.WAITING, SessionState.OFFERING)
     queue = floor.queues.get(session.queue_id)
     estimate = floor.estimated_wait_ms(session) if session.state == SessionState.WAITING else 0
-    offer_id = next(iter(session.offers), "") if session.offers else ""
-    return session_pb2.Session(
+    message = session_pb2.Session(
         id=session.id, queue_id=session.queue_id, state=int(session.state),
         end_reason=int(session.end_reason) if session.end_reason else 0,
         caller=common_pb2.Caller(number=session.caller_number, name=session.caller_name),
-        priority=session.priority, skills=session.skills, properties=struct(session.properties),
-        entered_at=stamp(session.entered_at_ms), recipient_id=session.recipient_id,
+        priority=session.priority, entered_at=stamp(session.entered_at_ms), recipient_id=session.recipient_id,
         wait_ms=now_ms - session.entered_at_ms if waiting else session.wait_ms,
         ring_ms=session.ring_ms, talk_ms=session.talk_ms if session.state == SessionState.ENDED else (
             now_ms - session.answered_at_ms if session.state == SessionState.CONNECTED else 0),
         queues_visited=session.queues_visited, position=floor.position(session),
         estimated_wait=-1 if estimate < 0 else round(estimate / 1000),
-        hold_treatment=queue.config.hold_treatment if queue else "", offer_id=offer_id,
-        end_time=stamp(session.ended_at_ms), callback=session.callback)
+        hold_treatment=queue.config.hold_treatment if queue else "",
+        offer_id=next(iter(session.offers), "") if session.offers else "", callback=session.callback)
+    # Built every enqueue and offer: an empty map or Struct given to the
+    # constructor costs more than the rest of the message together.
+    if session.skills:
+        message.skills.update(session.skills)
+    if session.properties:
+        message.properties.update(session.properties)
+    if session.ended_at_ms:
+        message.end_time.CopyFrom(timestamp(session.ended_at_ms))
+    return message
