@@ -245,6 +245,7 @@ class Bench:
         self.wake = asyncio.Event()  # an offer or an enqueue answer came: a closed-loop sender may go on
         self.notes: list[str] = []
         self.server_pid: int | None = None
+        self.bare_pid: int | None = None
         self.tasks: list[asyncio.Task] = []
 
     # -------------------------------------------------------------- helpers
@@ -291,6 +292,7 @@ class Bench:
                                                      "--listen", "127.0.0.1:0"], env, "bare serving on ")
             self.children.append(ceiling)
             bare_target = await ceiling.start()
+            self.bare_pid = ceiling.pid
             self.progress.update(task, total=1, completed=1)
 
             await self.set_up(target, admin_key)
@@ -516,25 +518,34 @@ class Bench:
         warmup = min(0.5, s.probe_seconds / 4)
         task = self.phase(f"ceiling and enqueue probes ({s.rounds} rounds)", total=s.rounds * 5)
         bare_unary = bare.unary_caller(bare_channel)
-        for _ in range(s.rounds):
-            figures["bare_unary"].append(await bare.unary_probe(
-                bare_unary, s.concurrency, warmup, s.probe_seconds, latency["bare Unary"]))
+        # Server CPU per message (per call or request/answer pair): where the
+        # ratios come from. Measured over the probe with its warm-up.
+        cpu_us: dict[str, list[float]] = {name: [] for name in figures}
+
+        async def measured(name: str, pid: int | None, probe) -> None:
+            began, used = time.perf_counter(), procfs.cpu_seconds(pid) if pid else None
+            rate = await probe
+            figures[name].append(rate)
+            after = procfs.cpu_seconds(pid) if pid else None
+            if used is not None and after is not None and rate:
+                cpu_us[name].append(1e6 * (after - used) / (rate * (time.perf_counter() - began)))
             self.progress.advance(task)
-            figures["qroute_enqueue"].append(await bare.unary_probe(
+
+        for _ in range(s.rounds):
+            await measured("bare_unary", self.bare_pid, bare.unary_probe(
+                bare_unary, s.concurrency, warmup, s.probe_seconds, latency["bare Unary"]))
+            await measured("qroute_enqueue", self.server_pid, bare.unary_probe(
                 lambda: enqueue(request, metadata=metadata), s.concurrency, warmup, s.probe_seconds,
                 latency["Enqueue (probe)"]))
-            self.progress.advance(task)
-            figures["bare_flood"].append(await bare.flood_probe(bare_channel, warmup, s.probe_seconds))
-            self.progress.advance(task)
-            figures["bare_echo"].append(await bare.pipelined_probe(
+            await measured("bare_flood", self.bare_pid, bare.flood_probe(bare_channel, warmup, s.probe_seconds))
+            await measured("bare_echo", self.bare_pid, bare.pipelined_probe(
                 bare.echo_call(bare_channel), lambda: bare.PAYLOAD, s.window, warmup, s.probe_seconds,
                 latency["bare Echo"]))
-            self.progress.advance(task)
-            figures["qroute_enqueue_stream"].append(await bare.pipelined_probe(
+            await measured("qroute_enqueue_stream", self.server_pid, bare.pipelined_probe(
                 enqueue_stream(metadata=metadata), lambda: request, s.window, warmup, s.probe_seconds,
                 latency["EnqueueStream (probe)"]))
-            self.progress.advance(task)
-        return {"rates": figures, "latency_ms": {name: percentiles(v) for name, v in latency.items()}}
+        return {"rates": figures, "latency_ms": {name: percentiles(v) for name, v in latency.items()},
+                "server_cpu_us": {name: statistics.median(v) if v else None for name, v in cpu_us.items()}}
 
     async def hold(self, count: int) -> None:
         """Park ``count`` more sessions in the queue nobody serves."""
@@ -809,6 +820,7 @@ class Bench:
                 "stream": spread(rates["bare_flood"]),
                 "echo": spread(rates["bare_echo"]),
             },
+            "server_cpu_us_per_message": probes["server_cpu_us"],
             "qroute": {
                 "enqueue_per_s": median("qroute_enqueue"),
                 "enqueue_stream_per_s": median("qroute_enqueue_stream"),
@@ -921,7 +933,20 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                   f"{'n/a' if stream_ratio is None else f'{stream_ratio:.0%}'} of bare server stream; "
                   f"≥ {TARGET_RATIO:.0%}")),
     ]
+    cpu = report["server_cpu_us_per_message"]
+    if any(value is not None for value in cpu.values()):
+        rows += [
+            ("server CPU µs per call: bare Unary / qroute Enqueue",
+             f"{_us(cpu['bare_unary'])} / {_us(cpu['qroute_enqueue'])}", "median over the rounds"),
+            ("server CPU µs per message: bare Flood / Echo pair / EnqueueStream pair",
+             f"{_us(cpu['bare_flood'])} / {_us(cpu['bare_echo'])} / {_us(cpu['qroute_enqueue_stream'])}",
+             "a pair: one request in, one answer out"),
+        ]
     return rows
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def title(report: dict[str, Any]) -> str:
