@@ -226,5 +226,5 @@ def session_message(floor, session, now_ms: int) -> session_pb2.Session:
     if session.properties:
         message.properties.update(session.properties)
     if session.ended_at_ms:
-        message.end_time.CopyFrom(timestamp(session.ended_at_ms))
+        message.end_time.FromMilliseconds(session.ended_at_ms)
     return message
