@@ -23,6 +23,7 @@ to call one directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -292,6 +293,11 @@ class Client:
         ``desk = await client.agent(id)`` or ``async with client.agent(id) as desk``."""
         return AgentDesktop(self, recipient_id)
 
+    def gateway(self) -> AgentGateway:
+        """A ``ConnectGateway`` stream for many desktops: ``async with
+        client.gateway() as gw: desk = await gw.desktop(id)``."""
+        return AgentGateway(self)
+
     # -------------------------------------------------------------- sessions
 
     async def enqueue(self, queue_id: str, caller_number: str = "", caller_name: str = "", priority: int = 0,
@@ -441,36 +447,47 @@ class AgentDesktop:
             yield command
 
     async def _read(self) -> None:
-        failure: BaseException
         try:
             async for event in self._call:
-                reply = self._replies.pop(event.correlation, None) if event.correlation else None
-                if reply is None:
-                    self._events.put_nowait(event)
-                elif not reply.done():
-                    reply.set_result(event)
+                self._receive(event)
             failure = ClientError(grpc.StatusCode.CANCELLED, "the server ended the agent stream")
         except grpc.aio.AioRpcError as exc:
             failure = ClientError.from_rpc_error(exc)
         except asyncio.CancelledError:
             failure = ClientError(grpc.StatusCode.CANCELLED, "the agent stream was closed")
-        self._ended = failure
+        self._end(failure)
         self._commands.put_nowait(None)  # ends the outgoing commands
+
+    def _receive(self, event: recipient_pb2.AgentEvent) -> None:
+        reply = self._replies.pop(event.correlation, None) if event.correlation else None
+        if reply is None:
+            self._events.put_nowait(event)
+        elif not reply.done():
+            reply.set_result(event)
+
+    def _end(self, failure: ClientError) -> None:
+        self._ended = failure
         for reply in self._replies.values():
             if not reply.done():
                 reply.set_exception(failure)
         self._replies.clear()
         self._events.put_nowait(failure)
 
+    def _open_for_commands(self) -> bool:
+        return self._reader is not None and not self._reader.done()
+
+    def _send(self, command: recipient_pb2.AgentCommand) -> None:
+        self._commands.put_nowait(command)
+
     async def _command(self, command: recipient_pb2.AgentCommand) -> recipient_pb2.RecipientStatus:
         if self._ended is not None:
             raise ClientError(self._ended.code, self._ended.message)
-        if self._reader is None or self._reader.done():
+        if not self._open_for_commands():
             raise ClientError(grpc.StatusCode.CANCELLED, "the agent stream is closed")
         command.command_id = str(next(self._ids))
         reply = asyncio.get_running_loop().create_future()
         self._replies[command.command_id] = reply
-        self._commands.put_nowait(command)
+        self._send(command)
         event = await reply
         kind = event.WhichOneof("event")
         if kind == "error":
@@ -543,6 +560,125 @@ class AgentDesktop:
                 await self._reader
             except asyncio.CancelledError:
                 pass
+
+
+class GatewayDesktop(AgentDesktop):
+    """One desktop on an ``AgentGateway``: the same commands and events as an
+    ``AgentDesktop``; ``close()`` says goodbye (what rings counts as missed)."""
+
+    def __init__(self, gateway: AgentGateway, recipient_id: str) -> None:
+        super().__init__(gateway.client, recipient_id)
+        self.gateway = gateway
+
+    async def _open(self) -> GatewayDesktop:
+        if self._call is not None:
+            return self
+        self._call = self.gateway
+        hello = recipient_pb2.AgentCommand(hello=recipient_pb2.AgentCommand.Hello(recipient_id=self.recipient_id))
+        try:
+            self.status = await self._command(hello)
+        except BaseException:
+            if self.gateway.desktops.get(self.recipient_id) is self:
+                del self.gateway.desktops[self.recipient_id]
+            raise
+        return self
+
+    def _open_for_commands(self) -> bool:
+        return self.gateway.open
+
+    def _send(self, command: recipient_pb2.AgentCommand) -> None:
+        command.recipient_id = self.recipient_id
+        self.gateway.send(command)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._ended is None and self._call is not None:
+            with contextlib.suppress(ClientError):
+                await self._command(recipient_pb2.AgentCommand(goodbye=recipient_pb2.AgentCommand.Goodbye()))
+        self.gateway.desktops.pop(self.recipient_id, None)
+        if self._ended is None:
+            self._end(ClientError(grpc.StatusCode.CANCELLED, "the desktop said goodbye"))
+
+
+class AgentGateway:
+    """A ``ConnectGateway`` stream carrying many desktops: the commands
+    given in one loop iteration go out as one batch. ``desktop(id)`` opens
+    one (``await gateway.desktop(id)``); closing the gateway drops them all.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.desktops: dict[str, GatewayDesktop] = {}
+        self.open = False
+        self._batch: list[recipient_pb2.AgentCommand] = []
+        self._batches: asyncio.Queue = asyncio.Queue()
+        self._call = None
+        self._reader: asyncio.Task | None = None
+
+    async def __aenter__(self) -> AgentGateway:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._call is None:
+            self._call = self.client.recipients.ConnectGateway(self._outgoing(), metadata=self.client.metadata)
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+            self.open = True
+
+    def desktop(self, recipient_id: str) -> GatewayDesktop:
+        """Open (``await``) a desktop for ``recipient_id`` on this stream."""
+        self.start()
+        desktop = self.desktops[recipient_id] = GatewayDesktop(self, recipient_id)
+        return desktop
+
+    def send(self, command: recipient_pb2.AgentCommand) -> None:
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._batch.append(command)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        self._batches.put_nowait(recipient_pb2.AgentCommandBatch(commands=batch))
+
+    async def _outgoing(self) -> AsyncIterator[recipient_pb2.AgentCommandBatch]:
+        while True:
+            batch = await self._batches.get()
+            if batch is None:
+                return
+            yield batch
+
+    async def _read(self) -> None:
+        try:
+            async for batch in self._call:
+                for event in batch.events:
+                    desktop = self.desktops.get(event.recipient_id)
+                    if desktop is not None:
+                        desktop._receive(event)
+            failure = ClientError(grpc.StatusCode.CANCELLED, "the server ended the gateway stream")
+        except grpc.aio.AioRpcError as exc:
+            failure = ClientError.from_rpc_error(exc)
+        except asyncio.CancelledError:
+            failure = ClientError(grpc.StatusCode.CANCELLED, "the gateway stream was closed")
+        self.open = False
+        for desktop in list(self.desktops.values()):
+            desktop._end(failure)
+        self._batches.put_nowait(None)
+
+    async def close(self) -> None:
+        """Drop the stream: every desktop on it goes away (what rings counts as missed)."""
+        if self._call is None or not self.open:
+            return
+        self.open = False
+        self._batches.put_nowait(None)
+        self._call.cancel()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
 
 
 def _status_code(value: int) -> grpc.StatusCode:

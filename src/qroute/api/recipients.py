@@ -9,20 +9,17 @@ import logging
 import grpc
 from google.protobuf import empty_pb2
 
-from qroute.api import convert, feature_codes
+from qroute.api import convert, desktops, feature_codes
 from qroute.api.common import Servicer, mutation, observed, request_fields, unary
-from qroute.api.errors import abort, status_of
+from qroute.api.errors import abort
 from qroute.api.pages import page
 from qroute.api.settings import save_supervision
 from qroute.domain.settings import split_name
-from qroute.domain.enums import Availability, EventSource, OfferOutcome
-from qroute.errors import InvalidArgument, PermissionDenied, QrouteError
+from qroute.domain.enums import Availability, EventSource
+from qroute.errors import InvalidArgument, PermissionDenied
 from qroute.v1 import recipient_pb2, recipient_pb2_grpc
 
 log = logging.getLogger("qroute.api.agent")
-_CLOSED = object()
-_REPLACED = object()  # another desktop connected for the same recipient
-OUTBOX_LIMIT = 1000  # events queued for one desktop before it counts as gone
 
 
 SEARCH_FIELDS = {recipient_pb2.SEARCH_FIELD_LAST_NAME: "last_name", recipient_pb2.SEARCH_FIELD_FIRST_NAME: "first_name",
@@ -59,7 +56,7 @@ ACTIONS = {recipient_pb2.RECIPIENT_ACTION_LOGIN, recipient_pb2.RECIPIENT_ACTION_
 class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
     def __init__(self, node) -> None:
         super().__init__(node)
-        self._desktops: dict[tuple[str, str], asyncio.Queue] = {}  # (account, recipient) -> outbox
+        self._desktops = desktops.Desktops()
         self.pin_throttle = feature_codes.PinThrottle(node.clock)
 
     @mutation
@@ -94,7 +91,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             recipients=[convert.recipient_message(floor.recipients[r].config) for r in ids], next_page_token=token)
 
     def _status(self, floor, recipient_id):
-        return convert.recipient_status_message(floor.recipient_status(recipient_id))
+        return desktops.status(floor, recipient_id)
 
     @mutation
     async def Login(self, request, context, principal):
@@ -316,150 +313,68 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 raise
             await abort(context, exc)
             return
-        outbox: asyncio.Queue = asyncio.Queue()
-        muted = [False]  # true while this desktop's own command runs
-        floor.set_desktop_connected(recipient_id, True)  # reachable again, if a dropped stream had forced it away
-        detach = floor.attach_agent(recipient_id, lambda event: self._forward(floor, event, outbox, muted))
-        # its agents' state changes, if it supervises any (now or later)
-        unwatch = floor.watch_supervised(recipient_id,
-                                         lambda event: self._forward(floor, event, outbox, muted, supervised=True))
-        desktop = (floor.account_id, recipient_id)
-        older = self._desktops.get(desktop)
-        self._desktops[desktop] = outbox
-        if older is not None:  # one desktop per recipient: the newer takes over
-            older.put_nowait(_REPLACED)
-        outbox.put_nowait(recipient_pb2.AgentEvent(
-            correlation=first.command_id, state_changed=self._status(floor, recipient_id)))
-        ringing = floor.recipients[recipient_id].offer
-        if ringing is not None:  # a desktop taking over learns what rings now
-            outbox.put_nowait(self._offer_event(floor, ringing.id, ringing.session, ringing.ring_timeout_ms,
-                                                floor.clock.now_ms()))
-        reader = asyncio.get_running_loop().create_task(
-            self._read_commands(floor, recipient_id, request_iterator, outbox, muted))
+        outbox = desktops.Outbox(desktops.OUTBOX_LIMIT)
+        desktop = desktops.Desktop(self._desktops, floor, recipient_id, outbox.put, lambda: outbox.finish(
+            (grpc.StatusCode.ABORTED, f"another desktop connected for recipient {recipient_id}")))
+        desktop.open(first.command_id)
+        reader = asyncio.get_running_loop().create_task(self._read_commands(desktop, request_iterator, outbox))
         try:
             while True:
-                message = await outbox.get()
-                if message is _CLOSED:
+                messages = await outbox.take(desktops.OUTBOX_LIMIT)
+                if not messages:
+                    if outbox.end:
+                        await context.abort(*outbox.end)
                     break
-                if message is _REPLACED:
-                    await context.abort(grpc.StatusCode.ABORTED,
-                                        f"another desktop connected for recipient {recipient_id}")
-                yield message
+                for message in messages:
+                    yield message
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            detach()
-            unwatch()
-            if self._desktops.get(desktop) is outbox:
-                del self._desktops[desktop]
-            if recipient_id in floor.recipients and not floor.agent_attached(recipient_id):
-                floor.miss(recipient_id)
-                floor.set_desktop_connected(recipient_id, False)  # counts as not reachable (seed 004)
+            if desktop.close():
                 await self.node.journal.durable()
 
-    def _forward(self, floor, event, outbox: asyncio.Queue, muted: list[bool], supervised: bool = False) -> None:
-        if muted[0] and event.type == "recipient.state_changed":
-            return  # caused by this desktop's own command: its reply carries the state
-        message = self._agent_event(floor, event, supervised)
-        if message is None:
-            return
-        if outbox.qsize() >= OUTBOX_LIMIT:  # a desktop this far behind is gone: end its stream
-            outbox.put_nowait(_CLOSED)
-            return
-        outbox.put_nowait(message)
-
-    def _agent_event(self, floor, event, supervised: bool = False):
-        data = event.data
-        stamp = convert.stamp(event.time_ms)
-        if event.type == "recipient.offered":
-            session = floor.sessions.get(data["session_id"])
-            if session is None:
-                return None
-            return self._offer_event(floor, data["offer_id"], session, data["ring_timeout_ms"], event.time_ms)
-        if event.type in ("recipient.offer_cancelled", "recipient.missed"):
-            reason = (OfferOutcome.MISSED if event.type == "recipient.missed"
-                      else OfferOutcome[data["reason"].upper()] if data["reason"].upper() in OfferOutcome.__members__
-                      else OfferOutcome.WITHDRAWN)
-            return recipient_pb2.AgentEvent(time=stamp, offer_cancelled=recipient_pb2.AgentEvent.OfferCancelled(
-                offer_id=data["offer_id"], reason=int(reason)))
-        if event.type == "recipient.state_changed" and event.entity_id in floor.recipients:
-            status = self._status(floor, event.entity_id)
-            if supervised:  # one of its agents
-                return recipient_pb2.AgentEvent(time=stamp, supervised_state_changed=status)
-            return recipient_pb2.AgentEvent(time=stamp, state_changed=status)
-        return None
-
-    @staticmethod
-    def _offer_event(floor, offer_id: str, session, ring_timeout_ms: int, time_ms: int):
-        return recipient_pb2.AgentEvent(time=convert.stamp(time_ms), offer=recipient_pb2.AgentEvent.Offer(
-            offer_id=offer_id, session=convert.session_message(floor, session, time_ms),
-            ring_timeout_ms=ring_timeout_ms, callback=session.callback))
-
-    async def _read_commands(self, floor, recipient_id, request_iterator, outbox, muted: list[bool]) -> None:
+    async def _read_commands(self, desktop, request_iterator, outbox) -> None:
         try:
             async for command in request_iterator:
+                answer = desktop.command(command)
                 try:
-                    muted[0] = True
-                    try:
-                        agent_id = self._apply(floor, recipient_id, command)
-                    finally:
-                        muted[0] = False
                     await self.node.journal.durable()
-                    if agent_id:  # forced on one of its agents: answered with that agent's status
-                        reply = recipient_pb2.AgentEvent(correlation=command.command_id,
-                                                         supervised_state_changed=self._status(floor, agent_id))
-                    else:
-                        reply = recipient_pb2.AgentEvent(correlation=command.command_id,
-                                                         state_changed=self._status(floor, recipient_id))
-                except Exception as exc:  # answered like the unary twin: a bug is a bare INTERNAL
-                    if not isinstance(exc, QrouteError):
-                        log.exception("internal error in an agent command of %s", recipient_id)
-                    code, message = status_of(exc)
-                    reply = recipient_pb2.AgentEvent(correlation=command.command_id,
-                                                     error=recipient_pb2.AgentEvent.Error(
-                                                         code=code.value[0], message=message))
-                outbox.put_nowait(reply)
+                    message = answer()
+                except Exception as exc:  # answered like the unary twin
+                    message = desktops.error_event(exc, command.command_id)
+                outbox.put(message)
+                if desktop.closed:  # goodbye
+                    break
         except Exception:  # the client went away mid-read
-            log.debug("agent stream of %s closed", recipient_id, exc_info=True)
+            log.debug("agent stream of %s closed", desktop.recipient_id, exc_info=True)
         finally:
-            outbox.put_nowait(_CLOSED)
+            outbox.finish()
 
-    @staticmethod
-    def _apply(floor, recipient_id: str, command) -> str:
-        """Apply one desktop command; returns the supervised recipient it was
-        forced on, or "" when it acted on the desktop's own recipient."""
-        kind = command.WhichOneof("command")
-        if kind in ("set_availability", "logout"):
-            target = getattr(command, kind).recipient_id or recipient_id
-            changed_by = ""
-            if target != recipient_id:
-                floor.check_supervises(recipient_id, target)
-                changed_by = recipient_id
-            if kind == "logout":
-                floor.logout(target, changed_by=changed_by)
-            else:
-                request = command.set_availability
-                floor.set_availability(target, convert.availability(request.availability,
-                                                                    "set_availability.availability"),
-                                       queue_id=request.queue_id, unavailable_code=request.unavailable_code,
-                                       changed_by=changed_by)
-            return target if changed_by else ""
-        if kind == "accept":
-            floor.accept(command.accept.offer_id, recipient_id)
-        elif kind == "reject":
-            floor.reject(command.reject.offer_id, recipient_id)
-        elif kind == "hangup":
-            session = floor.session(command.hangup.session_id)
-            if session.recipient_id != recipient_id:
-                raise InvalidArgument.field("hangup.session_id", "is not this recipient's call")
-            floor.hangup(session.id)
-        elif kind == "finish_wrapup":
-            floor.finish_wrapup(recipient_id)
-        elif kind == "login":
-            floor.login(recipient_id, ready=command.login.ready)
-        elif kind == "hello":
-            raise InvalidArgument.field("hello", "is only the first command")
-        else:
-            raise InvalidArgument.field("command", "is empty")
-        return ""
+    @observed
+    async def ConnectGateway(self, request_iterator, context):
+        """Many desktops on one stream, in batches (``desktops.Gateway``)."""
+        try:
+            principal = self.principal(context, "RecipientService/ConnectGateway")
+            floor = self.floor(principal)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await abort(context, exc)
+            return
+        gateway = desktops.Gateway(self._desktops, floor, self.node.journal)
+        reader = asyncio.get_running_loop().create_task(gateway.read(request_iterator))
+        try:
+            while True:
+                events = await gateway.outbox.take(desktops.GATEWAY_BATCH)
+                if not events:
+                    if gateway.outbox.end:
+                        await context.abort(*gateway.outbox.end)
+                    break
+                yield recipient_pb2.AgentEventBatch(events=events)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if gateway.close():
+                await self.node.journal.durable()
