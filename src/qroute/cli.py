@@ -104,6 +104,9 @@ def _bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
                         help="event subscriptions held during the main phase (default %(default)s)")
     parser.add_argument("--enqueue", choices=("stream", "unary"), default="stream",
                         help="callers arrive through EnqueueStream or Enqueue (default %(default)s)")
+    parser.add_argument("--desktops", choices=("connect", "gateway"), default="connect",
+                        help="agent desktops each on its own Connect stream, or many on each ConnectGateway "
+                             "stream, as an edge fronting them holds them (default %(default)s)")
     parser.add_argument("--hold", type=_non_negative_int, default=0, metavar="N",
                         help="park N more waiting sessions in a queue nobody serves (default %(default)s)")
     parser.add_argument("--latency-rate", dest="latency_rate", type=_positive_float, default=100.0, metavar="R",

@@ -64,6 +64,7 @@ from typing import Any
 import grpc
 
 from qroute.bench import bare, procfs
+from qroute.bench.gateway import GatewayDesktops
 
 TARGET_CALLS_PER_S = 1500  # full call lives, with 2,000 agents
 TARGET_RATIO = 0.70  # qroute / bare, unary and stream
@@ -91,6 +92,7 @@ class Settings:
     wrapup_ms: int = 10
     subscribers: int = 0
     enqueue: str = "stream"
+    desktops: str = "connect"  # a Connect stream per desktop, or ConnectGateway streams
     concurrency: int = 16
     window: int = 256
     max_waiting: int = 64
@@ -364,10 +366,17 @@ class Bench:
         task = self.phase(f"connecting {s.agents:,} agent desktops", total=s.agents)
         ready = [asyncio.get_running_loop().create_future() for _ in ids]
         channels = [self.channel(target) for _ in range(math.ceil(s.agents / AGENTS_PER_CHANNEL))]
-        room = asyncio.Semaphore(128)
-        for i, recipient_id in enumerate(ids):
-            self.tasks.append(asyncio.get_running_loop().create_task(
-                self.agent(channels[i % len(channels)], recipient_id, ready[i], room, task)))
+        if s.desktops == "gateway":  # one ConnectGateway stream per channel
+            for c, channel in enumerate(channels):
+                group = range(c, len(ids), len(channels))
+                desktops = GatewayDesktops(self, channel, [ids[i] for i in group])
+                self.tasks.append(asyncio.get_running_loop().create_task(
+                    desktops.run([ready[i] for i in group], task)))
+        else:
+            room = asyncio.Semaphore(128)
+            for i, recipient_id in enumerate(ids):
+                self.tasks.append(asyncio.get_running_loop().create_task(
+                    self.agent(channels[i % len(channels)], recipient_id, ready[i], room, task)))
         await asyncio.gather(*ready)
 
     async def clean_up(self) -> None:
@@ -952,7 +961,8 @@ def _us(value: float | None) -> str:
 def title(report: dict[str, Any]) -> str:
     s, machine = report["settings"], report["machine"]
     load = machine["load_average"]
-    return (f"qroute bench e2e: {s['agents']:,} agents (ring {s['ring_ms']} ms, talk {s['talk_ms']} ms, "
+    desktops = "on ConnectGateway streams" if s.get("desktops") == "gateway" else "on Connect streams"
+    return (f"qroute bench e2e: {s['agents']:,} agents {desktops} (ring {s['ring_ms']} ms, talk {s['talk_ms']} ms, "
             f"wrap-up {s['wrapup_ms']} ms), {s['duration']:g} s, {s['subscribers']} subscribers, "
             f"{s['hold']:,} parked sessions; {report['server']['dispatcher']} dispatcher; "
             f"Python {machine['python']}, {machine['cpus']} CPUs, load average "
