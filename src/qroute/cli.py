@@ -367,6 +367,10 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--commit-interval-ms", type=_non_negative_float, default=2.0, metavar="MS",
                         help="while several mutations wait for a commit, start one at most every MS ms so "
                              "more of them share it; a lone caller never waits (default %(default)s, 0 = off)")
+    parser.add_argument("--storage-writer", choices=("process", "thread"), default="process",
+                        help="run SQLite's write connection in a child process, away from the event loop's "
+                             "GIL (commits wait far less under load), or in a thread of the server "
+                             "(default %(default)s)")
     parser.add_argument("--no-durability", action="store_true",
                         help="store nothing the engine does and answer without waiting for a commit "
                              "(benchmarks only: a restart loses sessions, state and configuration changes)")
@@ -425,7 +429,7 @@ def _serve(args: argparse.Namespace) -> int | None:
                           ring_size=args.event_buffer)
     node = Node(args.data_dir, synchronous=args.sync.upper(), webhooks=webhooks,
                 durable=not args.no_durability, event_retention=retention,
-                commit_interval_ms=args.commit_interval_ms)
+                commit_interval_ms=args.commit_interval_ms, writer_process=args.storage_writer == "process")
 
     def ready(running) -> None:
         where = (f"in {running.node.admin_key_path}" if running.node.admin_key_path

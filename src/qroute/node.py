@@ -68,11 +68,13 @@ class Node:
     def __init__(self, data_dir: str | os.PathLike, *, synchronous: str = "NORMAL", clock=None,
                  dispatcher_cls=None, admin_key: str | None = None, name: str | None = None,
                  webhooks: WebhookSettings | None = None, durable: bool = True,
-                 event_retention: Retention | None = None, commit_interval_ms: float = 0.0) -> None:
+                 event_retention: Retention | None = None, commit_interval_ms: float = 0.0,
+                 writer_process: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.name = name or socket.gethostname()
         self.clock = clock or SystemClock()
-        self.storage = SqliteStorage(self.data_dir / DATABASE_FILE, synchronous=synchronous)
+        self.storage = SqliteStorage(self.data_dir / DATABASE_FILE, synchronous=synchronous,
+                                     writer_process=writer_process)
         self.durable = durable
         # live sessions, recipient state, offers and history, stored from the events like the configuration
         self.live_state = LiveState()

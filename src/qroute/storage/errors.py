@@ -26,5 +26,11 @@ class WriteError(StorageError):
         self.ops = ops
 
 
+class WriterGone(StorageError):
+    """The process holding the write connection died: nothing more can be
+    committed (whether its last transaction was is unknown, so it is not
+    retried)."""
+
+
 class SchemaError(StorageError):
     """The database's schema cannot be used (e.g. written by a newer qroute)."""

@@ -2,7 +2,9 @@
 
 Writes: ``write(*ops)`` puts (ops, future) on a ``queue.SimpleQueue`` and
 returns at once; the writer thread takes everything queued (up to
-``max_batch_ops``), runs it in ONE transaction, commits, and resolves every
+``max_batch_ops``), runs it in ONE transaction (on the write connection,
+held by a child process: ``qroute.storage.sqlite_process``), commits, and
+resolves every
 future of the batch with one ``call_soon_threadsafe``. So a caller that awaits
 its future knows its ops are committed ("acknowledged means durable"), and
 while one commit is on disk the next batch collects: the busier the server,
@@ -47,7 +49,7 @@ try:
 except ImportError:  # Windows: no advisory lock file
     fcntl = None
 
-from qroute.storage.errors import StorageClosed, StorageError, WriteError
+from qroute.storage.errors import StorageClosed, StorageError, WriteError, WriterGone
 from qroute.storage.ops import Op
 from qroute.storage.records import (
     ApiKeyRecord,
@@ -60,45 +62,19 @@ from qroute.storage.records import (
     Snapshot,
     StorageStats,
 )
-from qroute.storage.schema import migrate
+from qroute.storage.sqlite_process import LocalWriter, ProcessWriter, connect
 
 __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
 
 _SYNCHRONOUS = ("NORMAL", "FULL")
-_BUSY_TIMEOUT_MS = 5000
 _STOP = object()  # queue sentinel: everything before it is committed, then the writer exits
 
 _NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
 
 # One queued write: its ops and the future its caller awaits.
 _Item = tuple[tuple[Op, ...], asyncio.Future]
-
-
-def _connect(path: str, synchronous: str, *, reader: bool) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; we issue BEGIN/COMMIT.
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=not reader,
-        timeout=_BUSY_TIMEOUT_MS / 1000,
-    )
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys = OFF")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute("PRAGMA temp_store = MEMORY")
-        if reader:
-            conn.execute("PRAGMA query_only = ON")
-        else:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StorageError(f"cannot use WAL journal mode on {path!r} (got {mode!r})")
-            # Keep the WAL from growing without bound after a burst.
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def _lock(path: str) -> int | None:
@@ -163,6 +139,7 @@ class _Writer(threading.Thread):
         self.ready = ready
         self.done = done
         self.inflight: list[_Item] = []  # the batch being committed
+        self.db = None  # the write connection's holder, once open
 
     def _signal(self, callback: Callable, *args) -> None:
         try:
@@ -173,28 +150,19 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         storage = self.storage
         try:
-            conn = _connect(storage.path, storage.synchronous, reader=False)
-            try:
-                migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
+            db = (ProcessWriter if storage.writer_process else LocalWriter)(storage.path, storage.synchronous)
         except BaseException as exc:
             self._signal(_resolve_each, [(self.ready, exc), (self.done, None)])
             return
+        self.db = db
         self._signal(_resolve_ok, [self.ready])
         try:
-            self._serve(conn)
+            self._serve(db)
         except BaseException as exc:  # a bug here must fail writers, not hang them
             storage._broken = exc
             self._fail_queued(exc)  # what is queued, and the batch in flight
         finally:
-            try:
-                # Fold the WAL into the main file so the next start is quick.
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
-            conn.close()
+            db.close()  # after a checkpoint: the next start is quick
             self._signal(_resolve_ok, [self.done])
 
     def _fail_queued(self, exc: BaseException) -> None:
@@ -204,7 +172,7 @@ class _Writer(threading.Thread):
         # before this callback is failed, every later one sees _broken.
         self._signal(_fail_all_queued, self.storage._queue, error)
 
-    def _serve(self, conn: sqlite3.Connection) -> None:
+    def _serve(self, db) -> None:
         q = self.storage._queue
         cap = self.storage.max_batch_ops
         carry = None
@@ -231,26 +199,28 @@ class _Writer(threading.Thread):
                 batch.append(item)
                 batch_ops += len(item[0])
             self.inflight = batch if carry is None else [*batch, carry]
-            self._commit(conn, batch, batch_ops)
+            self._commit(db, batch, batch_ops)
             self.inflight = []
             if stop_after:
                 return
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Item], batch_ops: int) -> None:
+    def _commit(self, db, batch: list[_Item], batch_ops: int) -> None:
         stats = self.storage.stats
         if batch_ops == 0:  # only flush markers
             self._signal(_resolve_ok, [fut for _, fut in batch])
             return
         started = time.perf_counter()
         try:
-            _run_transaction(conn, [op for ops, _ in batch for op in ops])
+            db.transaction(_plan([op for ops, _ in batch for op in ops]))
+        except WriterGone:
+            raise  # fails this batch and every later write (run)
         except Exception as exc:
             stats.batch_failures += 1
             if len(batch) == 1:
                 stats.writes_failed += 1
                 self._signal(_resolve_each, [(batch[0][1], _write_error(batch[0][0], exc))])
             else:
-                self._signal(_resolve_each, self._retry_one_by_one(conn, batch))
+                self._signal(_resolve_each, self._retry_one_by_one(db, batch))
             return
         self._committed(time.perf_counter() - started, batch_ops, len(batch))
         self._signal(_resolve_ok, [fut for _, fut in batch])
@@ -270,7 +240,7 @@ class _Writer(threading.Thread):
         if on_commit is not None:
             on_commit(elapsed, ops)
 
-    def _retry_one_by_one(self, conn: sqlite3.Connection, batch: list[_Item]):
+    def _retry_one_by_one(self, db, batch: list[_Item]):
         stats = self.storage.stats
         results = []
         for ops, fut in batch:
@@ -279,7 +249,9 @@ class _Writer(threading.Thread):
                 continue
             started = time.perf_counter()
             try:
-                _run_transaction(conn, ops)
+                db.transaction(_plan(ops))
+            except WriterGone:
+                raise
             except Exception as exc:
                 stats.writes_failed += 1
                 results.append((fut, _write_error(ops, exc)))
@@ -289,37 +261,31 @@ class _Writer(threading.Thread):
         return results
 
 
-def _run_transaction(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
-    """Run ``ops`` in one transaction, table by table (``_by_table``);
-    consecutive ops sharing a statement run together (``_execute_rows``). On
-    failure the transaction is rolled back and the error raised."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        sql = None
-        rows: list[tuple] = []
-        for op in _by_table(ops):
-            op_sql = op.sql
-            if op_sql is None:  # a multi-statement op
-                if rows:
-                    _execute_rows(conn, sql, rows)
-                    rows = []
-                sql = None
-                for step_sql, step_rows in op.steps():
-                    conn.executemany(step_sql, step_rows)
-                continue
-            if op_sql != sql:
-                if rows:
-                    _execute_rows(conn, sql, rows)
-                    rows = []
-                sql = op_sql
-            rows.extend(op.param_rows())
-        if rows:
-            _execute_rows(conn, sql, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+def _plan(ops: Sequence[Op]) -> list[tuple[bool, str, list[tuple]]]:
+    """The transaction of ``ops`` as ``sqlite_process.run_plan`` runs it:
+    table by table (``_by_table``); consecutive ops sharing a statement run
+    together, as multi-row INSERTs where they can."""
+    plan: list[tuple[bool, str, list[tuple]]] = []
+    sql = None
+    rows: list[tuple] = []
+    for op in _by_table(ops):
+        op_sql = op.sql
+        if op_sql is None:  # a multi-statement op
+            if rows:
+                plan.append((True, sql, rows))
+                rows = []
+            sql = None
+            plan.extend((False, step_sql, list(step_rows)) for step_sql, step_rows in op.steps())
+            continue
+        if op_sql != sql:
+            if rows:
+                plan.append((True, sql, rows))
+                rows = []
+            sql = op_sql
+        rows.extend(op.param_rows())
+    if rows:
+        plan.append((True, sql, rows))
+    return plan
 
 
 def _by_table(ops: Sequence[Op]) -> Sequence[Op]:
@@ -366,52 +332,6 @@ def _table_of(sql: str) -> str | None:
     return table
 
 
-# Rows per multi-row INSERT: a group commit's rows of one statement go in
-# chunks of these sizes (few distinct statements for the statement cache).
-_CHUNKS = (64, 8, 1)
-_multi_row: dict[str, tuple[str, str, str] | None] = {}
-
-
-def _execute_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
-    """Run ``sql`` for each row, in order. An ``INSERT ... VALUES (...)`` runs
-    as multi-row INSERTs: SQLite steps once per chunk instead of once per
-    row, and the sqlite3 module releases and retakes the GIL at every step
-    (with the event loop busy, each retake waits for it to let go)."""
-    parts = _multi_row.get(sql, False)
-    if parts is False:
-        parts = _multi_row[sql] = _split_values(sql)
-    if parts is None or len(rows) < _CHUNKS[-2]:
-        conn.executemany(sql, rows)
-        return
-    head, values, tail = parts
-    start = 0
-    for size in _CHUNKS:
-        statement = None
-        while len(rows) - start >= size:
-            if size == 1:
-                conn.executemany(sql, rows[start:])
-                return
-            if statement is None:
-                statement = head + ", ".join([values] * size) + tail
-            conn.execute(statement, [value for row in rows[start:start + size] for value in row])
-            start += size
-
-
-def _split_values(sql: str) -> tuple[str, str, str] | None:
-    """(before, "(?, ..., ?)", after) of a one-row ``INSERT ... VALUES``; None
-    for any other statement."""
-    if not sql.startswith("INSERT INTO "):
-        return None
-    start = sql.find(" VALUES (")
-    if start < 0:
-        return None
-    start += len(" VALUES ")
-    end = sql.index(")", start) + 1
-    if sql.count("(", start, end) != 1:
-        return None
-    return sql[:start], sql[start:end], sql[end:]
-
-
 class SqliteStorage:
     """Durable state in one SQLite file (see the module docstring).
 
@@ -421,7 +341,7 @@ class SqliteStorage:
     """
 
     def __init__(self, path: str | os.PathLike, synchronous: str = "NORMAL",
-                 *, max_batch_ops: int = 5000):
+                 *, max_batch_ops: int = 5000, writer_process: bool = True):
         path = os.fspath(path)
         if path == ":memory:" or path.startswith("file:"):
             raise ValueError("SqliteStorage needs a file path (its reader and writer share it)")
@@ -433,6 +353,8 @@ class SqliteStorage:
         self.path = path
         self.synchronous = synchronous
         self.max_batch_ops = max_batch_ops
+        # the write connection in a child process (qroute.storage.sqlite_process says why)
+        self.writer_process = writer_process
         self.stats = StorageStats()
         self._state = _NEW
         self._broken: BaseException | None = None
@@ -466,7 +388,7 @@ class SqliteStorage:
         try:
             await ready  # raises what opening or migrating raised
             self._reader = await asyncio.to_thread(
-                _connect, self.path, self.synchronous, reader=True)
+                connect, self.path, self.synchronous, reader=True)
         except BaseException:
             self._queue.put(_STOP)
             await asyncio.shield(self._writer_done)

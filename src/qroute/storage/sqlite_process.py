@@ -1,0 +1,248 @@
+"""The SQLite write connection, in this process or in a child process.
+
+Why a child: Python's sqlite3 module lets go of the GIL at every statement
+step and must take it back after. With the event loop busy, each retake
+waits for the loop to let go (up to the switch interval, 5 ms), so a group
+commit of a few dozen statements took 100-200 ms, nearly all of it waiting,
+and every acknowledged mutation waited that long. In a child process the
+transaction runs under the child's own GIL; the writer thread pays two pipe
+transfers and one pickle each way per group commit.
+
+A transaction is a *plan*: ``[(multi_row, sql, rows), ...]``, made from the
+ops by ``qroute.storage.sqlite`` in the writer thread (the ops' Python runs
+there), and run here by ``run_plan``. The child (``serve``) speaks
+length-prefixed pickles over its stdin and stdout; it exits when its stdin closes, which
+also happens when the server dies (kill -9): a commit it acknowledged is on
+disk, one it had not is not acknowledged.
+
+This module imports only the standard library and the schema, so the child
+starts quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import struct
+import subprocess
+import sys
+
+from qroute.storage.errors import StorageError, WriterGone
+from qroute.storage.schema import migrate
+
+BUSY_TIMEOUT_MS = 5000
+_HEADER = struct.Struct("<I")
+
+# Rows per multi-row INSERT: a group commit's rows of one statement go in
+# chunks of these sizes (few distinct statements for the statement cache).
+_CHUNKS = (64, 8, 1)
+_multi_row: dict[str, tuple[str, str, str] | None] = {}
+
+
+def connect(path: str, synchronous: str, *, reader: bool) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; we issue BEGIN/COMMIT.
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=not reader,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        if reader:
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StorageError(f"cannot use WAL journal mode on {path!r} (got {mode!r})")
+            # Keep the WAL from growing without bound after a burst.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def run_plan(conn: sqlite3.Connection, plan) -> None:
+    """Run ``plan`` in one transaction; on failure roll back and raise."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for multi_row, sql, rows in plan:
+            if multi_row:
+                _execute_rows(conn, sql, rows)
+            else:
+                conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _execute_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
+    """Run ``sql`` for each row, in order. An ``INSERT ... VALUES (...)`` runs
+    as multi-row INSERTs: SQLite steps once per chunk instead of once per row."""
+    parts = _multi_row.get(sql, False)
+    if parts is False:
+        parts = _multi_row[sql] = _split_values(sql)
+    if parts is None or len(rows) < _CHUNKS[-2]:
+        conn.executemany(sql, rows)
+        return
+    head, values, tail = parts
+    start = 0
+    for size in _CHUNKS:
+        statement = None
+        while len(rows) - start >= size:
+            if size == 1:
+                conn.executemany(sql, rows[start:])
+                return
+            if statement is None:
+                statement = head + ", ".join([values] * size) + tail
+            conn.execute(statement, [value for row in rows[start:start + size] for value in row])
+            start += size
+
+
+def _split_values(sql: str) -> tuple[str, str, str] | None:
+    """(before, "(?, ..., ?)", after) of a one-row ``INSERT ... VALUES``; None
+    for any other statement."""
+    if not sql.startswith("INSERT INTO "):
+        return None
+    start = sql.find(" VALUES (")
+    if start < 0:
+        return None
+    start += len(" VALUES ")
+    end = sql.index(")", start) + 1
+    if sql.count("(", start, end) != 1:
+        return None
+    return sql[:start], sql[start:end], sql[end:]
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Fold the WAL into the main file so the next start is quick."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+
+
+class LocalWriter:
+    """The write connection in the writer thread itself."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.conn = connect(path, synchronous, reader=False)
+        try:
+            migrate(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def transaction(self, plan) -> None:
+        run_plan(self.conn, plan)
+
+    def close(self) -> None:
+        checkpoint(self.conn)
+        self.conn.close()
+
+
+class ProcessWriter:
+    """The write connection in a child process; called from the writer thread only."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from qroute.storage.sqlite_process import serve; "
+             "serve(sys.argv[1], sys.argv[2])", path, synchronous],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        try:
+            self._reply()  # connected and migrated, or why not
+        except BaseException:
+            self.close()
+            raise
+
+    def transaction(self, plan) -> None:
+        self._send(plan)
+        self._reply()
+
+    def _send(self, message) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        try:
+            self.child.stdin.write(_HEADER.pack(len(data)) + data)
+            self.child.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            raise WriterGone(f"the storage writer process is gone ({self._exit()})") from exc
+
+    def _reply(self) -> None:
+        header = self.child.stdout.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            raise WriterGone(f"the storage writer process is gone ({self._exit()})")
+        (size,) = _HEADER.unpack(header)
+        error = pickle.loads(self.child.stdout.read(size))
+        if error is not None:
+            raise error
+
+    def _exit(self) -> str:
+        code = self.child.poll()
+        return "still running" if code is None else f"exit status {code}"
+
+    def close(self) -> None:
+        """Checkpoint, then let the child go (its stdin closes)."""
+        try:
+            if self.child.poll() is None:
+                self._send(None)  # the checkpoint request
+                self._reply()
+        except WriterGone:
+            pass
+        finally:
+            for stream in (self.child.stdin, self.child.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            try:
+                self.child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+
+
+def serve(path: str, synchronous: str) -> None:
+    """The child: one reply per request, ``None`` when it went well or the exception."""
+    requests = os.fdopen(0, "rb", buffering=1 << 16)
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the replies
+
+    def reply(error: BaseException | None) -> None:
+        try:
+            data = pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that does not pickle: its text does
+            data = pickle.dumps(StorageError(f"{type(error).__name__}: {error}"), pickle.HIGHEST_PROTOCOL)
+        replies.write(_HEADER.pack(len(data)) + data)
+        replies.flush()
+
+    try:
+        writer = LocalWriter(path, synchronous)
+    except BaseException as exc:
+        reply(exc)
+        return
+    reply(None)
+    try:
+        while True:
+            header = requests.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return  # the server is gone or done
+            (size,) = _HEADER.unpack(header)
+            plan = pickle.loads(requests.read(size))
+            if plan is None:
+                checkpoint(writer.conn)
+                reply(None)
+                continue
+            try:
+                writer.transaction(plan)
+            except Exception as exc:
+                reply(exc)
+            else:
+                reply(None)
+    finally:
+        writer.conn.close()
+

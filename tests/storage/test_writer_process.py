@@ -1,0 +1,76 @@
+"""The write connection in a child process (the default) against the one in
+the writer thread: the same commits, failures and recovery; and a child that
+dies fails the waiting writes instead of hanging them."""
+
+import pytest
+
+from qroute.storage import (
+    AppendEvents,
+    InsertOffer,
+    PutLiveSession,
+    PutMeta,
+    SqliteStorage,
+    StorageError,
+    WriteError,
+)
+
+from ._util import run, session_doc
+
+
+def offer(offer_id):
+    return InsertOffer("a", offer_id, "s1", "q1", "r1", 1_000, 2_000, "accepted", 1_000)
+
+
+def contents(path, writer_process):
+    """Write a mixed history (multi-row INSERTs, upserts, a failing write
+    among good ones) and return what the database holds."""
+
+    async def main():
+        async with SqliteStorage(path, writer_process=writer_process) as storage:
+            await storage.write(*[PutLiveSession("a", f"s{n:03}", session_doc(n)) for n in range(70)],
+                                AppendEvents([("a", n, n, "t", "session", f"s{n}", b"p") for n in range(1, 71)]))
+            good = storage.write(offer("o1"), PutMeta("k", "v1"))
+            bad = storage.write(PutLiveSession("a", "s999", session_doc(999)), offer("o1"))
+            later = storage.write(PutLiveSession("a", "s005", {**session_doc(5), "priority": 7}))
+            await good
+            with pytest.raises(WriteError) as caught:
+                await bad
+            assert "UNIQUE" in str(caught.value.__cause__)  # the driver's error, carried back
+            await later
+            live = {r.session_id: r.doc["priority"] for r in storage.load_all().live_sessions}
+            events = await storage.read(lambda conn: conn.execute("SELECT count(*) FROM events").fetchone()[0])
+            return live, events, storage.load_all().meta
+
+    return run(main())
+
+
+def test_the_child_process_commits_what_the_thread_commits(tmp_path):
+    in_process = contents(tmp_path / "child.db", True)
+    in_thread = contents(tmp_path / "thread.db", False)
+    assert in_process == in_thread
+    live, events, _ = in_process
+    assert len(live) == 70 and live["s005"] == 7 and "s999" not in live and events == 70
+
+
+def test_a_dead_writer_process_fails_writes_instead_of_hanging(tmp_path):
+    async def main():
+        storage = SqliteStorage(tmp_path / "q.db")
+        await storage.start()
+        await storage.write(PutMeta("before", 1))
+        child = storage._writer.db.child
+        child.kill()
+        child.wait()
+        with pytest.raises(StorageError, match="writer process is gone"):
+            await storage.write(PutMeta("after", 1))
+        with pytest.raises(StorageError):
+            storage.write(PutMeta("later", 1))
+        await storage.stop()
+
+    run(main())
+
+    async def reopened():  # what was acknowledged is there
+        async with SqliteStorage(tmp_path / "q.db") as storage:
+            return storage.load_all().meta
+
+    meta = run(reopened())
+    assert "before" in meta and "after" not in meta
