@@ -1,5 +1,6 @@
 """Opening, the schema version, and what ops accept."""
 
+import json
 import sqlite3
 
 import pytest
@@ -13,6 +14,7 @@ from qroute.storage import (
     SchemaError,
     SqliteStorage,
     StorageError,
+    json_encoder,
 )
 
 from ._util import run, session_doc
@@ -109,6 +111,36 @@ def test_ops_reject_bad_values_on_the_callers_line():
         PutLiveSession("a", "s1", {"entered_at_ms": 1})  # no queue_id
     with pytest.raises(ValueError):
         InsertOffer("a", "o1", "s1", "q1", "r1", 1, 2, "maybe", 1)
+
+
+@pytest.mark.parametrize("options", [
+    {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False},
+    {"separators": (",", ":"), "default": str},
+    {},
+])
+def test_json_encoder_writes_what_json_does(options):
+    encode, reference = json_encoder(**options), json.JSONEncoder(**options).encode
+    shared = {"k": [1]}
+    looped: dict = {}
+    looped["self"] = looped
+    for value in ({"a": 1, "b": [1, 2.5, "é\u2028\"", None, True], "c": {"d": {}}}, [shared, shared], "s",
+                  1e300, {1: 2}, [], {"x": [object()]}, {"x": float("nan")}, looped):
+        try:
+            expected = reference(value)
+        except (TypeError, ValueError) as exc:
+            with pytest.raises(type(exc)):
+                encode(value)
+        else:
+            assert encode(value) == expected
+
+
+def test_json_encoder_forgets_the_containers_of_a_failed_call():
+    encode = json_encoder()
+    doc = {"x": [object()]}
+    with pytest.raises(TypeError):
+        encode(doc)
+    doc["x"] = [1]
+    assert encode(doc) == '{"x": [1]}'  # not "Circular reference detected"
 
 
 def test_finished_session_columns(tmp_path):

@@ -47,6 +47,8 @@ def struct(values: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def plain(message: struct_pb2.Struct) -> dict[str, Any]:
+    if not message.fields:  # most requests carry none: MessageToDict costs microseconds even then
+        return {}
     return json_format.MessageToDict(message)
 
 
@@ -204,23 +206,43 @@ def availability(value: int, field: str = "availability") -> Availability:
 # -------------------------------------------------------------- sessions
 
 def session_message(floor, session, now_ms: int) -> session_pb2.Session:
-    waiting = session.state in (SessionState.WAITING, SessionState.OFFERING)
+    # Built every enqueue and offer: a field given to the constructor or set costs even at its
+    # default (which is not sent), an empty map or Struct more than the rest of the message
+    # together; so only the fields that differ from their default are set.
+    state = session.state
+    message = session_pb2.Session(id=session.id, queue_id=session.queue_id, state=int(state),
+                                  entered_at=stamp(session.entered_at_ms), queues_visited=session.queues_visited)
+    caller = message.caller  # sent even when empty
+    caller.number = session.caller_number
+    caller.name = session.caller_name
+    if session.end_reason:
+        message.end_reason = int(session.end_reason)
+    if session.priority:
+        message.priority = session.priority
+    if session.recipient_id:
+        message.recipient_id = session.recipient_id
+    if state == SessionState.WAITING or state == SessionState.OFFERING:
+        message.wait_ms = now_ms - session.entered_at_ms
+    else:
+        message.wait_ms = session.wait_ms
+    if session.ring_ms:
+        message.ring_ms = session.ring_ms
+    if state == SessionState.ENDED:
+        message.talk_ms = session.talk_ms
+    elif state == SessionState.CONNECTED:
+        message.talk_ms = now_ms - session.answered_at_ms
+    elif state == SessionState.WAITING:
+        position = floor.position(session)
+        estimate = floor.estimated_wait_ms(session, position)
+        message.position = position
+        message.estimated_wait = -1 if estimate < 0 else round(estimate / 1000)
     queue = floor.queues.get(session.queue_id)
-    estimate = floor.estimated_wait_ms(session) if session.state == SessionState.WAITING else 0
-    message = session_pb2.Session(
-        id=session.id, queue_id=session.queue_id, state=int(session.state),
-        end_reason=int(session.end_reason) if session.end_reason else 0,
-        caller=common_pb2.Caller(number=session.caller_number, name=session.caller_name),
-        priority=session.priority, entered_at=stamp(session.entered_at_ms), recipient_id=session.recipient_id,
-        wait_ms=now_ms - session.entered_at_ms if waiting else session.wait_ms,
-        ring_ms=session.ring_ms, talk_ms=session.talk_ms if session.state == SessionState.ENDED else (
-            now_ms - session.answered_at_ms if session.state == SessionState.CONNECTED else 0),
-        queues_visited=session.queues_visited, position=floor.position(session),
-        estimated_wait=-1 if estimate < 0 else round(estimate / 1000),
-        hold_treatment=queue.config.hold_treatment if queue else "",
-        offer_id=next(iter(session.offers), "") if session.offers else "", callback=session.callback)
-    # Built every enqueue and offer: an empty map or Struct given to the
-    # constructor costs more than the rest of the message together.
+    if queue is not None and queue.config.hold_treatment:
+        message.hold_treatment = queue.config.hold_treatment
+    if session.offers:
+        message.offer_id = next(iter(session.offers))
+    if session.callback:
+        message.callback = True
     if session.skills:
         message.skills.update(session.skills)
     if session.properties:

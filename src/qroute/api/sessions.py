@@ -11,6 +11,7 @@ from qroute.api.common import Servicer, answer_of, mutation, observed, unary
 from qroute.api.errors import abort
 from qroute.domain.enums import SessionState
 from qroute.errors import InvalidArgument
+from qroute.events.journal import shielded
 from qroute.v1 import session_pb2, session_pb2_grpc
 
 _END = object()
@@ -21,9 +22,10 @@ ENQUEUE = "SessionService/Enqueue"
 
 class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
     def _enqueue(self, floor, request):
-        session = floor.enqueue(request.queue_id, caller_number=request.caller.number,
-                                caller_name=request.caller.name, priority=request.priority,
-                                skills=dict(request.skills), properties=convert.plain(request.properties))
+        caller = request.caller
+        session = floor.enqueue(request.queue_id, caller_number=caller.number, caller_name=caller.name,
+                                priority=request.priority, skills=request.skills,  # copied by the floor
+                                properties=convert.plain(request.properties))
         return convert.session_message(floor, session, floor.clock.now_ms())
 
     @mutation
@@ -68,7 +70,7 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
                     await self.node.journal.durable()
                     await abort(context, reply)
                 if committed is not None:
-                    await asyncio.shield(committed)
+                    await shielded(committed)
                 yield reply
         finally:
             reader.cancel()

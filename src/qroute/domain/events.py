@@ -86,6 +86,10 @@ CATALOG: dict[str, tuple[Entity, tuple[str, ...]]] = {
 }
 
 
+# type -> the name of its entity as stored ("session", ...): read per event written
+ENTITY_NAMES: dict[str, str] = {type_: entity.name.lower() for type_, (entity, _) in CATALOG.items()}
+
+
 @dataclass(slots=True)
 class DomainEvent:
     type: str

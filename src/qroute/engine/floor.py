@@ -1399,12 +1399,13 @@ class Floor:
             return 0
         return self.queues[session.queue_id].line.index(session.line_key()) + 1
 
-    def estimated_wait_ms(self, session: LiveSession) -> int:
-        """EWT of a waiting session now; 0 once offered; -1 when unbounded."""
+    def estimated_wait_ms(self, session: LiveSession, position: int = 0) -> int:
+        """EWT of a waiting session now; 0 once offered; -1 when unbounded.
+        ``position``: its ``position()`` if the caller has it (a search of the line less)."""
         if session.state != SessionState.WAITING:
             return 0
         queue = self.queues[session.queue_id]
-        return self._estimate(queue, self.position(session) - 1)
+        return self._estimate(queue, (position or self.position(session)) - 1)
 
     def _estimate(self, queue: LiveQueue, ahead: int) -> int:
         free = self.dispatcher.eligible_count(queue.handle)

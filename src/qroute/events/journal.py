@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Callable
 
-from qroute.domain.events import DomainEvent
-from qroute.storage import AppendEvents, Op, Storage
+from qroute.domain.events import ENTITY_NAMES, DomainEvent
+from qroute.storage import AppendEvents, Op, Storage, json_encoder
 
 Listener = Callable[[DomainEvent], None]
 OpSource = Callable[[DomainEvent], list[Op]]
@@ -22,7 +21,7 @@ BatchOpSource = Callable[[list[DomainEvent]], list[Op]]
 
 
 # One encoder for every event (json.dumps with options builds a new one per call).
-_encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_encode_json = json_encoder(separators=(",", ":"), default=str)
 
 
 def encode(event: DomainEvent) -> bytes:
@@ -121,7 +120,7 @@ class Journal:
             for batch_source in self.batch_sources:
                 ops.extend(batch_source(events))
             if events:
-                ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, e.entity.name.lower(),
+                ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, ENTITY_NAMES[e.type],
                                           e.entity_id, encode(e)) for e in events]))
             write = self.storage.write(*ops)
             if self.commit_interval_s:
@@ -166,9 +165,20 @@ class Journal:
         if write is not None:
             self._waiting += 1
             try:
-                await asyncio.shield(write)
+                await shielded(write)
             finally:
                 self._waiting -= 1
+
+
+def shielded(write: asyncio.Future) -> asyncio.Future:
+    """``asyncio.shield(write)`` for a write or commit point, shared by many
+    callers: cancelling the awaiting task leaves ``write`` alone. Awaited per
+    acknowledged call, for a third of the cost of ``asyncio.shield``."""
+    if write.done():
+        return write
+    waiter = write.get_loop().create_future()
+    write.add_done_callback(functools.partial(_settle, waiter))
+    return waiter
 
 
 def _settle(batch: asyncio.Future, write: asyncio.Future) -> None:

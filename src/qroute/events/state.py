@@ -43,8 +43,8 @@ from qroute.storage import (
 
 def state_ops(event: DomainEvent) -> list[Op]:
     """The configuration changes an event stands for."""
-    account, kind, entity_id = event.account_id, event.type.partition(".")[0], event.entity_id
-    action = event.type.partition(".")[2]
+    account, entity_id = event.account_id, event.entity_id
+    kind, _, action = event.type.partition(".")
     if action in ("created", "updated") and kind in ("queue", "recipient"):
         return [PutConfig(account, kind, entity_id, event.data["config"])]
     if event.type == "queue.deleted":
