@@ -2,6 +2,7 @@
 flush and stop semantics."""
 
 import asyncio
+import functools
 import threading
 from typing import ClassVar
 
@@ -10,6 +11,7 @@ import pytest
 from qroute.storage import (
     AppendEvents,
     DeleteLiveSession,
+    DeleteMeta,
     InsertOffer,
     Op,
     PutLiveSession,
@@ -40,12 +42,32 @@ class Gate(Op):
         return (("\0gate",),)
 
 
+class _InFlight:
+    """The child writer's gate: a write it is committing holds the next
+    batch back until it lands, with nothing to release."""
+
+    class release:
+        @staticmethod
+        def set():
+            pass
+
+
 async def hold_writer(storage):
-    """Block the writer behind a Gate; returns (gate, its write's future)."""
+    """Hold the writer's next batch back (the writer thread behind a Gate,
+    the child process behind a write in flight); returns (gate, the holding
+    write's future). What is written until ``gate.release.set()`` shares one batch."""
+    if storage.writer_process:
+        return _InFlight, storage.write(DeleteMeta("\0gate"))  # deletes nothing
     gate = Gate()
     fut = storage.write(gate)
     assert await asyncio.to_thread(gate.entered.wait, 10)
     return gate, fut
+
+
+@pytest.fixture(params=["process", "thread"])
+def open_storage(request):
+    """``SqliteStorage`` with its write connection in a child process (the default) or the writer thread."""
+    return functools.partial(SqliteStorage, writer_process=request.param == "process")
 
 
 def offer(offer_id, outcome="accepted"):
@@ -56,13 +78,13 @@ def live_ids(storage):
     return [(r.account_id, r.session_id) for r in storage.load_all().live_sessions]
 
 
-def test_implements_the_storage_interface(tmp_path):
-    assert isinstance(SqliteStorage(tmp_path / "q.db"), Storage)
+def test_implements_the_storage_interface(open_storage, tmp_path):
+    assert isinstance(open_storage(tmp_path / "q.db"), Storage)
 
 
-def test_1000_concurrent_writes_share_few_commits(tmp_path):
+def test_1000_concurrent_writes_share_few_commits(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             futures = [storage.write(PutLiveSession("a", f"s{i}", session_doc(i)))
                        for i in range(1000)]
             results = await asyncio.gather(*futures)
@@ -77,7 +99,7 @@ def test_1000_concurrent_writes_share_few_commits(tmp_path):
     run(main())
 
 
-def test_writers_awaiting_each_write_share_commits(tmp_path):
+def test_writers_awaiting_each_write_share_commits(open_storage, tmp_path):
     # 100 callers, each awaiting its write before the next (like RPC handlers):
     # while one commit is on disk the next batch collects.
     async def writer(storage, w):
@@ -85,7 +107,7 @@ def test_writers_awaiting_each_write_share_commits(tmp_path):
             await storage.write(PutLiveSession("a", f"w{w}-{i}", session_doc(i)))
 
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             await asyncio.gather(*(writer(storage, w) for w in range(100)))
             assert storage.stats.writes_committed == 2000
             assert storage.stats.commits <= 400, storage.stats
@@ -93,9 +115,9 @@ def test_writers_awaiting_each_write_share_commits(tmp_path):
     run(main())
 
 
-def test_the_ops_of_one_write_commit_in_order(tmp_path):
+def test_the_ops_of_one_write_commit_in_order(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             await storage.write(
                 PutLiveSession("a", "s1", session_doc(1)),
                 DeleteLiveSession("a", "s1"),
@@ -107,9 +129,9 @@ def test_the_ops_of_one_write_commit_in_order(tmp_path):
     run(main())
 
 
-def test_a_bad_write_fails_alone_and_keeps_nothing(tmp_path):
+def test_a_bad_write_fails_alone_and_keeps_nothing(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             await storage.write(offer("o1"))
             gate, gate_done = await hold_writer(storage)
             # These queue up behind the gate, so they share one batch.
@@ -134,9 +156,9 @@ def test_a_bad_write_fails_alone_and_keeps_nothing(tmp_path):
     run(main())
 
 
-def test_a_failing_write_alone_in_its_batch(tmp_path):
+def test_a_failing_write_alone_in_its_batch(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             await storage.write(offer("o1"))
             with pytest.raises(WriteError):
                 await storage.write(offer("o1"))
@@ -145,9 +167,9 @@ def test_a_failing_write_alone_in_its_batch(tmp_path):
     run(main())
 
 
-def test_flush_waits_for_earlier_writes(tmp_path):
+def test_flush_waits_for_earlier_writes(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             futures = [storage.write(PutMeta(f"k{i}", i)) for i in range(300)]
             await storage.flush()
             assert all(f.done() for f in futures)
@@ -157,9 +179,9 @@ def test_flush_waits_for_earlier_writes(tmp_path):
     run(main())
 
 
-def test_a_cancelled_wait_does_not_cancel_the_write(tmp_path):
+def test_a_cancelled_wait_does_not_cancel_the_write(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             gate, gate_done = await hold_writer(storage)
             fut = storage.write(PutMeta("k", "v"))
             fut.cancel()
@@ -170,9 +192,9 @@ def test_a_cancelled_wait_does_not_cancel_the_write(tmp_path):
     run(main())
 
 
-def test_batches_respect_the_cap_but_never_split_a_write(tmp_path):
+def test_batches_respect_the_cap_but_never_split_a_write(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db", max_batch_ops=10) as storage:
+        async with open_storage(tmp_path / "q.db", max_batch_ops=10) as storage:
             gate, gate_done = await hold_writer(storage)
             futures = [storage.write(PutMeta(f"k{i}", i)) for i in range(95)]
             big = storage.write(*(PutMeta(f"big{i}", i) for i in range(25)))
@@ -185,9 +207,9 @@ def test_batches_respect_the_cap_but_never_split_a_write(tmp_path):
     run(main())
 
 
-def test_stop_commits_pending_writes(tmp_path):
+def test_stop_commits_pending_writes(open_storage, tmp_path):
     async def main():
-        storage = SqliteStorage(tmp_path / "q.db")
+        storage = open_storage(tmp_path / "q.db")
         await storage.start()
         futures = [storage.write(PutLiveSession("a", f"s{i}", session_doc(i))) for i in range(500)]
         await storage.stop()
@@ -198,14 +220,14 @@ def test_stop_commits_pending_writes(tmp_path):
             storage.load_all()
         await storage.stop()  # idempotent
 
-        async with SqliteStorage(tmp_path / "q.db") as reopened:
+        async with open_storage(tmp_path / "q.db") as reopened:
             assert len(reopened.load_all().live_sessions) == 500
     run(main())
 
 
-def test_write_before_start_and_non_ops_are_refused(tmp_path):
+def test_write_before_start_and_non_ops_are_refused(open_storage, tmp_path):
     async def main():
-        storage = SqliteStorage(tmp_path / "q.db")
+        storage = open_storage(tmp_path / "q.db")
         with pytest.raises(StorageClosed):
             storage.write(PutMeta("k", "v"))
         async with storage:
@@ -214,9 +236,9 @@ def test_write_before_start_and_non_ops_are_refused(tmp_path):
     run(main())
 
 
-def test_stats_count_commits_and_latency(tmp_path):
+def test_stats_count_commits_and_latency(open_storage, tmp_path):
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             await storage.write(PutMeta("a", 1), PutMeta("b", 2))
             stats = storage.stats
             assert stats.commits == 1
@@ -235,7 +257,7 @@ def test_a_writer_bug_fails_waiting_writes_instead_of_hanging(tmp_path, monkeypa
         raise RuntimeError("bug in the writer")
 
     async def main():
-        storage = SqliteStorage(tmp_path / "q.db")
+        storage = SqliteStorage(tmp_path / "q.db", writer_process=False)
         async with storage:
             gate, gate_done = await hold_writer(storage)
             monkeypatch.setattr(sqlite_module._Writer, "_commit", broken)
@@ -250,7 +272,7 @@ def test_a_writer_bug_fails_waiting_writes_instead_of_hanging(tmp_path, monkeypa
     run(main())
 
 
-def test_many_rows_of_one_statement_commit_in_order_with_upserts_and_failures(tmp_path):
+def test_many_rows_of_one_statement_commit_in_order_with_upserts_and_failures(open_storage, tmp_path):
     """A group commit runs each statement's rows as multi-row INSERTs in
     chunks: every row lands, a key put twice keeps its last document, and a
     duplicate anywhere in a chunk fails only its own write."""
@@ -258,7 +280,7 @@ def test_many_rows_of_one_statement_commit_in_order_with_upserts_and_failures(tm
         return AppendEvents([(account, n, n, "t", "session", f"s{n}", b"p") for n in range(first, first + count)])
 
     async def main():
-        async with SqliteStorage(tmp_path / "q.db") as storage:
+        async with open_storage(tmp_path / "q.db") as storage:
             puts = [PutLiveSession("a", f"s{n:03}", session_doc(n)) for n in range(73)]
             again = PutLiveSession("a", "s005", {**session_doc(5), "priority": 9})
             await storage.write(*puts, again, events("a", 1, 73))

@@ -57,9 +57,9 @@ def test_a_dead_writer_process_fails_writes_instead_of_hanging(tmp_path):
         storage = SqliteStorage(tmp_path / "q.db")
         await storage.start()
         await storage.write(PutMeta("before", 1))
-        child = storage._writer.db.child
+        child = storage._child.process
         child.kill()
-        child.wait()
+        await child.wait()
         with pytest.raises(StorageError, match="writer process is gone"):
             await storage.write(PutMeta("after", 1))
         with pytest.raises(StorageError):

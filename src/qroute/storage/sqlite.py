@@ -31,9 +31,12 @@ One storage per database: ``start()`` takes an exclusive lock on
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import gc
 import json
 import os
+import pickle
 import queue
 import sqlite3
 import threading
@@ -62,7 +65,8 @@ from qroute.storage.records import (
     Snapshot,
     StorageStats,
 )
-from qroute.storage.sqlite_process import LocalWriter, ProcessWriter, connect
+from qroute.storage import sqlite_process
+from qroute.storage.sqlite_process import LocalWriter, connect
 
 __all__ = ["SqliteStorage"]
 
@@ -139,7 +143,6 @@ class _Writer(threading.Thread):
         self.ready = ready
         self.done = done
         self.inflight: list[_Item] = []  # the batch being committed
-        self.db = None  # the write connection's holder, once open
 
     def _signal(self, callback: Callable, *args) -> None:
         try:
@@ -150,11 +153,10 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         storage = self.storage
         try:
-            db = (ProcessWriter if storage.writer_process else LocalWriter)(storage.path, storage.synchronous)
+            db = LocalWriter(storage.path, storage.synchronous)
         except BaseException as exc:
             self._signal(_resolve_each, [(self.ready, exc), (self.done, None)])
             return
-        self.db = db
         self._signal(_resolve_ok, [self.ready])
         try:
             self._serve(db)
@@ -212,8 +214,6 @@ class _Writer(threading.Thread):
         started = time.perf_counter()
         try:
             db.transaction(_plan([op for ops, _ in batch for op in ops]))
-        except WriterGone:
-            raise  # fails this batch and every later write (run)
         except Exception as exc:
             stats.batch_failures += 1
             if len(batch) == 1:
@@ -226,19 +226,7 @@ class _Writer(threading.Thread):
         self._signal(_resolve_ok, [fut for _, fut in batch])
 
     def _committed(self, elapsed: float, ops: int, writes: int) -> None:
-        stats = self.storage.stats
-        stats.commits += 1
-        stats.ops_committed += ops
-        stats.writes_committed += writes
-        stats.last_batch_size = ops
-        stats.last_batch_writes = writes
-        stats.max_batch_size = max(stats.max_batch_size, ops)
-        stats.last_commit_seconds = elapsed
-        stats.max_commit_seconds = max(stats.max_commit_seconds, elapsed)
-        stats.commit_seconds_total += elapsed
-        on_commit = getattr(self.storage, "on_commit", None)  # set by qroute.metrics: histograms need each commit
-        if on_commit is not None:
-            on_commit(elapsed, ops)
+        _count_commit(self.storage, elapsed, ops, writes)
 
     def _retry_one_by_one(self, db, batch: list[_Item]):
         stats = self.storage.stats
@@ -250,8 +238,6 @@ class _Writer(threading.Thread):
             started = time.perf_counter()
             try:
                 db.transaction(_plan(ops))
-            except WriterGone:
-                raise
             except Exception as exc:
                 stats.writes_failed += 1
                 results.append((fut, _write_error(ops, exc)))
@@ -259,6 +245,162 @@ class _Writer(threading.Thread):
             self._committed(time.perf_counter() - started, len(ops), 1)
             results.append((fut, None))
         return results
+
+
+def _count_commit(storage: SqliteStorage, elapsed: float, ops: int, writes: int) -> None:
+    stats = storage.stats
+    stats.commits += 1
+    stats.ops_committed += ops
+    stats.writes_committed += writes
+    stats.last_batch_size = ops
+    stats.last_batch_writes = writes
+    stats.max_batch_size = max(stats.max_batch_size, ops)
+    stats.last_commit_seconds = elapsed
+    stats.max_commit_seconds = max(stats.max_commit_seconds, elapsed)
+    stats.commit_seconds_total += elapsed
+    on_commit = getattr(storage, "on_commit", None)  # set by qroute.metrics: histograms need each commit
+    if on_commit is not None:
+        on_commit(elapsed, ops)
+
+
+class _ChildWriter:
+    """Group commit driven by the event loop, the write connection held by
+    a child process (``qroute.storage.sqlite_process`` says why). While the
+    child commits a batch, the writes that come meanwhile queue up and go
+    as the next one; a failed batch is retried one write at a time, so a
+    bad write fails alone."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self.storage = storage
+        self.waiting: collections.deque[_Item] = collections.deque()
+        self.retrying: collections.deque[_Item] = collections.deque()  # a failed batch's writes, one by one
+        self.sent: list[_Item] | None = None  # what the child is committing
+        self.sent_alone = False  # ``sent`` is one write of a failed batch
+        self.sent_at = 0.0
+        self.process: asyncio.subprocess.Process | None = None
+        self.replies: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        storage = self.storage
+        self.process = await asyncio.create_subprocess_exec(
+            *sqlite_process.CHILD, storage.path, storage.synchronous,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        try:
+            error = await self._reply()  # connected and migrated, or why not
+        except BaseException:
+            await self._end()
+            raise
+        if error is not None:
+            await self._end()
+            raise error
+        self.replies = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _reply(self) -> BaseException | None:
+        stdout = self.process.stdout
+        try:
+            (size,) = sqlite_process.HEADER.unpack(await stdout.readexactly(sqlite_process.HEADER.size))
+            return pickle.loads(await stdout.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            code = self.process.returncode
+            raise WriterGone("the storage writer process is gone"
+                             + ("" if code is None else f" (exit status {code})")) from exc
+
+    def write(self, ops: tuple[Op, ...], fut: asyncio.Future) -> None:
+        self.waiting.append((ops, fut))
+        if self.sent is None:
+            self._send()
+
+    def _send(self) -> None:
+        while self.sent is None and (self.retrying or self.waiting):
+            if self.retrying:
+                batch, alone = [self.retrying.popleft()], True
+            else:
+                batch, alone = self._take(), False
+            ops = [op for item_ops, _ in batch for op in item_ops]
+            if not ops:  # only flush markers: everything before them is settled
+                _resolve_ok([fut for _, fut in batch])
+                continue
+            try:
+                request = sqlite_process.frame(_plan(ops))
+            except Exception as exc:  # an op that cannot be stored fails its write
+                self._settle(batch, alone, exc)
+                continue
+            self.sent, self.sent_alone, self.sent_at = batch, alone, time.perf_counter()
+            self.process.stdin.write(request)
+
+    def _take(self) -> list[_Item]:
+        """Everything waiting, up to ``max_batch_ops``; a write is never split."""
+        waiting, cap = self.waiting, self.storage.max_batch_ops
+        batch = [waiting.popleft()]
+        count = len(batch[0][0])
+        while waiting and count + len(waiting[0][0]) <= cap:
+            item = waiting.popleft()
+            batch.append(item)
+            count += len(item[0])
+        return batch
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                error = await self._reply()
+                batch, self.sent = self.sent, None
+                self._settle(batch, self.sent_alone, error)
+                self._send()
+        except WriterGone as exc:
+            self._fail_all(exc)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug here must fail writers, not hang them
+            self._fail_all(exc)
+
+    def _settle(self, batch: list[_Item], alone: bool, error: BaseException | None) -> None:
+        stats = self.storage.stats
+        if error is None:
+            _count_commit(self.storage, time.perf_counter() - self.sent_at,
+                          sum(len(ops) for ops, _ in batch), len(batch))
+            _resolve_ok([fut for _, fut in batch])
+        elif len(batch) == 1:
+            if not alone:
+                stats.batch_failures += 1
+            stats.writes_failed += 1
+            _resolve_each([(batch[0][1], _write_error(batch[0][0], error))])
+        else:
+            stats.batch_failures += 1
+            self.retrying.extendleft(reversed(batch))
+
+    def _fail_all(self, exc: BaseException) -> None:
+        self.storage._broken = exc
+        error = exc if isinstance(exc, StorageError) else StorageError(f"storage writer failed: {exc!r}")
+        items = [*(self.sent or ()), *self.retrying, *self.waiting]
+        self.sent = None
+        self.retrying.clear()
+        self.waiting.clear()
+        _resolve_each([(fut, error) for _, fut in items])
+
+    async def stop(self) -> None:
+        """Commit what was written, fold the WAL into the main file, end the child."""
+        if self.replies is not None and not self.replies.done():
+            marker = asyncio.get_running_loop().create_future()
+            self.write((), marker)
+            await asyncio.shield(marker)
+            self.replies.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.replies
+            try:
+                self.process.stdin.write(sqlite_process.frame(None))  # the checkpoint
+                await self._reply()
+            except (WriterGone, ConnectionError):
+                pass
+        await self._end()
+
+    async def _end(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
 
 
 def _plan(ops: Sequence[Op]) -> list[tuple[bool, str, list[tuple]]]:
@@ -360,7 +502,8 @@ class SqliteStorage:
         self._broken: BaseException | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer: _Writer | None = None
+        self._writer: _Writer | None = None  # the writer thread (writer_process False)
+        self._child: _ChildWriter | None = None  # or the child process's writer
         self._writer_done: asyncio.Future | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
@@ -381,17 +524,20 @@ class SqliteStorage:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.path)
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        self._writer_done = loop.create_future()
-        self._writer = _Writer(self, loop, ready, self._writer_done)
-        self._writer.start()
         try:
-            await ready  # raises what opening or migrating raised
+            if self.writer_process:
+                self._child = _ChildWriter(self)
+                await self._child.start()  # raises what opening or migrating raised
+            else:
+                ready = loop.create_future()
+                self._writer_done = loop.create_future()
+                self._writer = _Writer(self, loop, ready, self._writer_done)
+                self._writer.start()
+                await ready  # raises what opening or migrating raised
             self._reader = await asyncio.to_thread(
                 connect, self.path, self.synchronous, reader=True)
         except BaseException:
-            self._queue.put(_STOP)
-            await asyncio.shield(self._writer_done)
+            await self._stop_writer()
             self._unlock()
             self._state = _STOPPED
             raise
@@ -408,9 +554,7 @@ class SqliteStorage:
         if self._state is not _RUNNING:
             return
         self._state = _STOPPING
-        self._queue.put(_STOP)
-        await asyncio.shield(self._writer_done)
-        self._writer.join()
+        await self._stop_writer()
         executor, self._read_executor = self._read_executor, None
         await asyncio.to_thread(executor.shutdown, wait=True)
         with self._read_lock:
@@ -418,6 +562,14 @@ class SqliteStorage:
             self._reader = None
         self._unlock()
         self._state = _STOPPED
+
+    async def _stop_writer(self) -> None:
+        if self._child is not None:
+            await self._child.stop()
+        elif self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.shield(self._writer_done)
+            self._writer.join()
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -448,7 +600,10 @@ class SqliteStorage:
             if not isinstance(op, Op):
                 raise TypeError(f"not a storage op: {op!r}")
         fut = self._loop.create_future()
-        self._queue.put((ops, fut))
+        if self._child is not None:
+            self._child.write(ops, fut)
+        else:
+            self._queue.put((ops, fut))
         return fut
 
     async def flush(self) -> None:

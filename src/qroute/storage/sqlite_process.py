@@ -5,12 +5,13 @@ step and must take it back after. With the event loop busy, each retake
 waits for the loop to let go (up to the switch interval, 5 ms), so a group
 commit of a few dozen statements took 100-200 ms, nearly all of it waiting,
 and every acknowledged mutation waited that long. In a child process the
-transaction runs under the child's own GIL; the writer thread pays two pipe
-transfers and one pickle each way per group commit.
+transaction runs under the child's own GIL, and the server's event loop
+talks to it through pipes (``qroute.storage.sqlite``'s ``_ChildWriter``):
+no thread of the server waits for the GIL, one pickle goes each way per
+group commit.
 
 A transaction is a *plan*: ``[(multi_row, sql, rows), ...]``, made from the
-ops by ``qroute.storage.sqlite`` in the writer thread (the ops' Python runs
-there), and run here by ``run_plan``. The child (``serve``) speaks
+ops by ``qroute.storage.sqlite``, and run here by ``run_plan``. The child (``serve``) speaks
 length-prefixed pickles over its stdin and stdout; it exits when its stdin closes, which
 also happens when the server dies (kill -9): a commit it acknowledged is on
 disk, one it had not is not acknowledged.
@@ -25,14 +26,13 @@ import os
 import pickle
 import sqlite3
 import struct
-import subprocess
 import sys
 
-from qroute.storage.errors import StorageError, WriterGone
+from qroute.storage.errors import StorageError
 from qroute.storage.schema import migrate
 
 BUSY_TIMEOUT_MS = 5000
-_HEADER = struct.Struct("<I")
+HEADER = struct.Struct("<I")  # the length of the pickle that follows
 
 # Rows per multi-row INSERT: a group commit's rows of one statement go in
 # chunks of these sizes (few distinct statements for the statement cache).
@@ -146,64 +146,15 @@ class LocalWriter:
         self.conn.close()
 
 
-class ProcessWriter:
-    """The write connection in a child process; called from the writer thread only."""
+# How the server starts the child (``serve``): argv[1] the database, argv[2] its synchronous mode.
+CHILD = [sys.executable, "-c", "import sys; from qroute.storage.sqlite_process import serve; "
+         "serve(sys.argv[1], sys.argv[2])"]
 
-    def __init__(self, path: str, synchronous: str) -> None:
-        self.child = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from qroute.storage.sqlite_process import serve; "
-             "serve(sys.argv[1], sys.argv[2])", path, synchronous],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
-        try:
-            self._reply()  # connected and migrated, or why not
-        except BaseException:
-            self.close()
-            raise
 
-    def transaction(self, plan) -> None:
-        self._send(plan)
-        self._reply()
-
-    def _send(self, message) -> None:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        try:
-            self.child.stdin.write(_HEADER.pack(len(data)) + data)
-            self.child.stdin.flush()
-        except (BrokenPipeError, ValueError, OSError) as exc:
-            raise WriterGone(f"the storage writer process is gone ({self._exit()})") from exc
-
-    def _reply(self) -> None:
-        header = self.child.stdout.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            raise WriterGone(f"the storage writer process is gone ({self._exit()})")
-        (size,) = _HEADER.unpack(header)
-        error = pickle.loads(self.child.stdout.read(size))
-        if error is not None:
-            raise error
-
-    def _exit(self) -> str:
-        code = self.child.poll()
-        return "still running" if code is None else f"exit status {code}"
-
-    def close(self) -> None:
-        """Checkpoint, then let the child go (its stdin closes)."""
-        try:
-            if self.child.poll() is None:
-                self._send(None)  # the checkpoint request
-                self._reply()
-        except WriterGone:
-            pass
-        finally:
-            for stream in (self.child.stdin, self.child.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            try:
-                self.child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+def frame(message) -> bytes:
+    """One request or reply as it goes over the pipe."""
+    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)) + data
 
 
 def serve(path: str, synchronous: str) -> None:
@@ -214,10 +165,10 @@ def serve(path: str, synchronous: str) -> None:
 
     def reply(error: BaseException | None) -> None:
         try:
-            data = pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
+            data = frame(error)
         except Exception:  # an exception that does not pickle: its text does
-            data = pickle.dumps(StorageError(f"{type(error).__name__}: {error}"), pickle.HIGHEST_PROTOCOL)
-        replies.write(_HEADER.pack(len(data)) + data)
+            data = frame(StorageError(f"{type(error).__name__}: {error}"))
+        replies.write(data)
         replies.flush()
 
     try:
@@ -228,10 +179,10 @@ def serve(path: str, synchronous: str) -> None:
     reply(None)
     try:
         while True:
-            header = requests.read(_HEADER.size)
-            if len(header) < _HEADER.size:
+            header = requests.read(HEADER.size)
+            if len(header) < HEADER.size:
                 return  # the server is gone or done
-            (size,) = _HEADER.unpack(header)
+            (size,) = HEADER.unpack(header)
             plan = pickle.loads(requests.read(size))
             if plan is None:
                 checkpoint(writer.conn)
