@@ -104,6 +104,9 @@ def _bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
                         help="event subscriptions held during the main phase (default %(default)s)")
     parser.add_argument("--enqueue", choices=("stream", "unary"), default="stream",
                         help="callers arrive through EnqueueStream or Enqueue (default %(default)s)")
+    parser.add_argument("--enqueue-streams", dest="enqueue_streams", type=_positive_int, default=1, metavar="N",
+                        help="with --enqueue stream: callers take turns on N EnqueueStream calls, as several "
+                             "gateways would send them (default %(default)s)")
     parser.add_argument("--desktops", choices=("connect", "gateway"), default="connect",
                         help="agent desktops each on its own Connect stream, or many on each ConnectGateway "
                              "stream, as an edge fronting them holds them (default %(default)s)")

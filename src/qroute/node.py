@@ -79,11 +79,11 @@ class Node:
         # live sessions, recipient state, offers and history, stored from the events like the configuration
         self.live_state = LiveState()
         self.journal = Journal(self.storage if durable else _SkipWrites(),
-                               op_sources=[state_ops, self.live_state] if durable else [],
+                               op_sources=[state_ops] if durable else [],
                                commit_interval_s=commit_interval_ms / 1000)
         self.engine = Engine(self.clock, sink=self.journal.publish, dispatcher_cls=dispatcher_cls)
         if durable:  # queue counters and service rates, so that a restart does not start them cold
-            self.journal.batch_sources.append(QueueStats(self._queue_stats))
+            self.journal.batch_sources += [self.live_state, QueueStats(self._queue_stats)]
         # lined-up callers (CallbackService) by account, made on first use; stored from their events
         self.callbacks: dict[str, callbacks.Callbacks] = {}
         if durable:

@@ -93,6 +93,7 @@ class Settings:
     subscribers: int = 0
     enqueue: str = "stream"
     desktops: str = "connect"  # a Connect stream per desktop, or ConnectGateway streams
+    enqueue_streams: int = 1  # EnqueueStream calls the callers take turns on
     concurrency: int = 16
     window: int = 256
     max_waiting: int = 64
@@ -679,17 +680,18 @@ class Bench:
                                               caller=self.pb_common.Caller(number=f"{self.phase_number}.{index}"))
 
     async def stream_callers(self, deadline: float) -> None:
+        """Callers through ``--enqueue-streams`` EnqueueStream calls, taking turns."""
         tally = self.tally
         pb = self.pb_session
-        call = self.client.channel.stream_stream(
+        method = self.client.channel.stream_stream(
             "/qroute.v1.SessionService/EnqueueStream", request_serializer=pb.EnqueueRequest.SerializeToString,
-            response_deserializer=pb.Session.FromString)(metadata=self.metadata)
-        sent_at: collections.deque[float] = collections.deque()
+            response_deserializer=pb.Session.FromString)
+        calls = [method(metadata=self.metadata) for _ in range(self.settings.enqueue_streams)]
         rng = random.Random(self.settings.seed)
         state: dict = {}
         clock = time.perf_counter
 
-        async def read() -> None:
+        async def read(call, sent_at: collections.deque) -> None:
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
@@ -701,20 +703,27 @@ class Bench:
                 if tally.inside(sent):
                     tally.rpc_ms["EnqueueStream"].append((now - sent) * 1000.0)
 
-        reader = asyncio.get_running_loop().create_task(read())
+        sent_ats = [collections.deque() for _ in calls]
+        readers = [asyncio.get_running_loop().create_task(read(call, sent_at))
+                   for call, sent_at in zip(calls, sent_ats)]
+        turn = itertools.cycle(range(len(calls)))
         try:
             while await self.next_arrival(deadline, rng, state):
                 request = self.new_caller()
-                sent_at.append(tally.sent_at[-1])
-                await call.write(request)
-            await call.done_writing()
-            await reader
-            if await call.code() != grpc.StatusCode.OK:
-                tally.error(f"EnqueueStream {(await call.code()).name}: {await call.details()}")
+                i = next(turn)
+                sent_ats[i].append(tally.sent_at[-1])
+                await calls[i].write(request)
+            for call in calls:
+                await call.done_writing()
+            await asyncio.gather(*readers)
+            for call in calls:
+                if await call.code() != grpc.StatusCode.OK:
+                    tally.error(f"EnqueueStream {(await call.code()).name}: {await call.details()}")
         except grpc.aio.AioRpcError as exc:
             tally.error(f"EnqueueStream {exc.code().name}: {exc.details()}")
         finally:
-            reader.cancel()
+            for reader in readers:
+                reader.cancel()
 
     async def unary_callers(self, deadline: float) -> None:
         s, tally = self.settings, self.tally

@@ -11,29 +11,47 @@ import os
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time the process has used so far."""
+def _family(pid: int) -> list[int]:
+    """``pid`` and its live child processes (a server's storage writer is one)."""
+    children = []
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            text = stat.read()
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as listed:
+                children.extend(int(child) for child in listed.read().split())
     except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+        pass
+    return [pid, *children]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time the process and its live children have used so far."""
+    total = None
+    for member in _family(pid):
+        try:
+            with open(f"/proc/{member}/stat", encoding="ascii") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+        fields = text[text.rindex(")") + 2:].split()
+        total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+    return total
 
 
 def memory_mb(pid: int, field: str = "VmHWM") -> float | None:
-    """A ``/proc/<pid>/status`` memory line in MiB: ``VmHWM`` (peak resident
-    set) or ``VmRSS`` (resident now)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        return None
-    return None
+    """A ``/proc/<pid>/status`` memory line in MiB, summed over the process
+    and its live children: ``VmHWM`` (peak resident set) or ``VmRSS``
+    (resident now)."""
+    total = None
+    for member in _family(pid):
+        try:
+            with open(f"/proc/{member}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith(field + ":"):
+                        total = (total or 0.0) + int(line.split()[1]) / 1024.0  # kB
+        except OSError:
+            continue
+    return total
 
 
 class CpuMeter:

@@ -148,15 +148,18 @@ class _Account:
 
 
 class LiveState:
-    """An op source of the journal for live state (see the module docstring).
+    """A batch op source of the journal for live state (see the module docstring).
 
-    Called with every event in sequence order, at the journal's flush; the
-    ops it returns commit in the same transaction as the event. Documents are
+    Called with the events of each journal write, in sequence order; the
+    ops it returns commit in the same transaction as them. Documents are
     kept per account; ``load`` seeds them from a startup snapshot.
     """
 
     def __init__(self) -> None:
         self._accounts: dict[str, _Account] = {}
+        # (account, id) of the documents the batch being turned into ops changed, in order
+        self._changed_sessions: dict[tuple[str, str], None] = {}
+        self._changed_recipients: dict[tuple[str, str], None] = {}
         self._handlers: dict[str, Callable[[_Account, DomainEvent], list[Op] | None]] = {
             "session.created": self._session_created,
             "queue.session_joined": self._session_joined,
@@ -179,14 +182,36 @@ class LiveState:
             "queue.member_removed": self._member_removed,
         }
 
-    def __call__(self, event: DomainEvent) -> list[Op]:
-        handler = self._handlers.get(event.type)
-        if handler is None:
-            return []
-        account = self._accounts.get(event.account_id)
-        if account is None:
-            account = self._accounts[event.account_id] = _Account()
-        return handler(account, event) or []
+    def __call__(self, events: list[DomainEvent]) -> list[Op]:
+        """The ops of ``events`` (one journal write). A document that several
+        of them change is encoded and written once, as the last one left it:
+        the row is replaced whole anyway."""
+        ops: list[Op] = []
+        self._changed_sessions.clear()
+        self._changed_recipients.clear()
+        handlers, accounts = self._handlers, self._accounts
+        for event in events:
+            handler = handlers.get(event.type)
+            if handler is None:
+                continue
+            account = accounts.get(event.account_id)
+            if account is None:
+                account = accounts[event.account_id] = _Account()
+            produced = handler(account, event)
+            if produced:
+                ops.extend(produced)
+        for account_id, session_id in self._changed_sessions:
+            account = accounts[account_id]
+            doc = account.sessions.get(session_id)
+            if isinstance(doc, dict):  # not ended meanwhile
+                op = PutLiveSession(account_id, session_id, doc)
+                account.sessions[session_id] = op.doc_json
+                ops.append(op)
+        for account_id, recipient_id in self._changed_recipients:
+            doc = accounts[account_id].recipients.get(recipient_id)
+            if doc is not None:  # not deleted meanwhile
+                ops.append(PutRecipientState(account_id, recipient_id, doc))
+        return ops
 
     # ------------------------------------------------------------- startup
 
@@ -225,11 +250,8 @@ class LiveState:
             doc = account.sessions[session_id] = json.loads(doc)
         return doc
 
-    @staticmethod
-    def _put(account: _Account, event: DomainEvent, session_id: str, doc: dict) -> list[Op]:
-        op = PutLiveSession(event.account_id, session_id, doc)
-        account.sessions[session_id] = op.doc_json
-        return [op]
+    def _put(self, account: _Account, event: DomainEvent, session_id: str, doc: dict) -> None:
+        self._changed_sessions[event.account_id, session_id] = None  # written at the end of the batch
 
     @staticmethod
     def _session_created(account: _Account, event: DomainEvent) -> None:
@@ -384,7 +406,7 @@ class LiveState:
         for key in _COUNTERS:
             if key in data:
                 doc[key] = data[key]
-        ops.append(PutRecipientState(event.account_id, event.entity_id, doc))
+        self._changed_recipients[event.account_id, event.entity_id] = None  # written at the end of the batch
         return ops
 
     def _recipient_offered(self, account: _Account, event: DomainEvent) -> None:
