@@ -50,12 +50,42 @@ def test_unary_enqueue_with_poisson_arrivals(tmp_path, capsys):
     assert report["light_load"] is None
 
 
+@pytest.mark.timeout(120)
+def test_desktops_on_gateway_streams_and_several_enqueue_streams(tmp_path, capsys):
+    path = tmp_path / "e2e.json"
+    status = main(["bench", "e2e", "--duration", "2", "--agents", "30", "--talk-ms", "20", "--rounds", "1",
+                   "--probe-seconds", "0.2", "--desktops", "gateway", "--enqueue-streams", "3",
+                   "--latency-seconds", "0", "--no-progress", "--json", str(path)])
+    report = json.loads(path.read_text())
+    assert status == 0, report["error_samples"]
+    assert report["errors"] == 0 and report["main_phase"]["lives"] > 0
+    for method in ("ConnectGateway.accept", "ConnectGateway.hangup", "ConnectGateway.finish_wrapup"):
+        assert report["rpc_latency_ms"][method]["count"] > 0, method
+    assert "Connect.accept" not in report["rpc_latency_ms"]
+    assert "on ConnectGateway streams" in capsys.readouterr().out
+
+
 def test_procfs_reads_this_process():
     import os
 
     assert procfs.cpu_seconds(os.getpid()) > 0
     assert procfs.memory_mb(os.getpid(), "VmHWM") >= procfs.memory_mb(os.getpid(), "VmRSS") > 1
     assert procfs.cpu_seconds(2**22 + 12345) is None and procfs.memory_mb(2**22 + 12345) is None
+
+
+def test_procfs_counts_live_children():
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert procfs._family(os.getpid())[1:] == [child.pid]
+        assert procfs.memory_mb(os.getpid(), "VmRSS") > procfs.memory_mb(child.pid, "VmRSS") > 1
+        assert procfs.cpu_seconds(os.getpid()) >= procfs.cpu_seconds(os.getpid(), children=False)
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.timeout(60)

@@ -23,10 +23,10 @@ def _family(pid: int) -> list[int]:
     return [pid, *children]
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time the process and its live children have used so far."""
+def cpu_seconds(pid: int, children: bool = True) -> float | None:
+    """User plus system CPU time the process (and its live children) used so far."""
     total = None
-    for member in _family(pid):
+    for member in _family(pid) if children else (pid,):
         try:
             with open(f"/proc/{member}/stat", encoding="ascii") as stat:
                 text = stat.read()
@@ -58,18 +58,18 @@ class CpuMeter:
     """CPU a process used between ``start()`` and ``stop()``, as cores busy
     (1.0 = one core all the time)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pid: int, children: bool = True) -> None:
+        self.pid, self.children = pid, children
         self._begin: tuple[float, float] | None = None
         self.cores: float | None = None
         self.seconds: float | None = None
 
     def start(self, now: float) -> None:
-        used = cpu_seconds(self.pid)
+        used = cpu_seconds(self.pid, self.children)
         self._begin = None if used is None else (now, used)
 
     def stop(self, now: float) -> None:
-        used = cpu_seconds(self.pid)
+        used = cpu_seconds(self.pid, self.children)
         if self._begin is None or used is None or now <= self._begin[0]:
             return
         self.seconds = used - self._begin[1]
