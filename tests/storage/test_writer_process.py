@@ -74,3 +74,18 @@ def test_a_dead_writer_process_fails_writes_instead_of_hanging(tmp_path):
 
     meta = run(reopened())
     assert "before" in meta and "after" not in meta
+
+
+def test_without_a_child_process_the_writer_thread_writes(tmp_path, monkeypatch, caplog):
+    from qroute.storage import sqlite_process
+
+    monkeypatch.setattr(sqlite_process, "CHILD", [str(tmp_path / "no-such-python")])
+
+    async def main():
+        async with SqliteStorage(tmp_path / "q.db") as storage:
+            await storage.write(PutMeta("k", "v"))
+            return storage.writer_process, storage.load_all().meta
+
+    writer_process, meta = run(main())
+    assert not writer_process and meta == {"k": "v"}
+    assert "writing from a thread" in caplog.text

@@ -318,20 +318,30 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             (grpc.StatusCode.ABORTED, f"another desktop connected for recipient {recipient_id}")))
         desktop.open(first.command_id)
         reader = asyncio.get_running_loop().create_task(self._read_commands(desktop, request_iterator, outbox))
+        async with contextlib.aclosing(self._send_outbox(context, outbox, desktops.OUTBOX_LIMIT, reader,
+                                                         desktop.close)) as taken:
+            async for messages in taken:
+                for message in messages:
+                    yield message
+
+    async def _send_outbox(self, context, outbox, most: int, reader: asyncio.Task, close):
+        """What ``outbox`` holds, up to ``most`` at a time, until it ends (with
+        its abort, if any); then stop ``reader`` and ``close`` the desktops,
+        durably if that changed anything. Iterate it under ``aclosing``, so
+        that this happens when the stream ends, not when it is collected."""
         try:
             while True:
-                messages = await outbox.take(desktops.OUTBOX_LIMIT)
+                messages = await outbox.take(most)
                 if not messages:
                     if outbox.end:
                         await context.abort(*outbox.end)
-                    break
-                for message in messages:
-                    yield message
+                    return
+                yield messages
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            if desktop.close():
+            if close():
                 await self.node.journal.durable()
 
     async def _read_commands(self, desktop, request_iterator, outbox) -> None:
@@ -364,17 +374,7 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
             return
         gateway = desktops.Gateway(self._desktops, floor, self.node.journal)
         reader = asyncio.get_running_loop().create_task(gateway.read(request_iterator))
-        try:
-            while True:
-                events = await gateway.outbox.take(desktops.GATEWAY_BATCH)
-                if not events:
-                    if gateway.outbox.end:
-                        await context.abort(*gateway.outbox.end)
-                    break
+        async with contextlib.aclosing(self._send_outbox(context, gateway.outbox, desktops.GATEWAY_BATCH, reader,
+                                                         gateway.close)) as taken:
+            async for events in taken:
                 yield recipient_pb2.AgentEventBatch(events=events)
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            if gateway.close():
-                await self.node.journal.durable()

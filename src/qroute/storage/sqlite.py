@@ -35,6 +35,7 @@ import collections
 import contextlib
 import gc
 import json
+import logging
 import os
 import pickle
 import queue
@@ -69,6 +70,8 @@ from qroute.storage import sqlite_process
 from qroute.storage.sqlite_process import LocalWriter, connect
 
 __all__ = ["SqliteStorage"]
+
+log = logging.getLogger("qroute.storage")
 
 T = TypeVar("T")
 
@@ -526,9 +529,13 @@ class SqliteStorage:
         loop = asyncio.get_running_loop()
         try:
             if self.writer_process:
-                self._child = _ChildWriter(self)
-                await self._child.start()  # raises what opening or migrating raised
-            else:
+                try:
+                    self._child = _ChildWriter(self)
+                    await self._child.start()  # raises what opening or migrating raised
+                except OSError as exc:  # no process to be had here (the interpreter cannot be run again)
+                    log.warning("storage writer process could not start (%s): writing from a thread", exc)
+                    self._child, self.writer_process = None, False
+            if not self.writer_process:
                 ready = loop.create_future()
                 self._writer_done = loop.create_future()
                 self._writer = _Writer(self, loop, ready, self._writer_done)
