@@ -569,6 +569,7 @@ class GatewayDesktop(AgentDesktop):
     def __init__(self, gateway: AgentGateway, recipient_id: str) -> None:
         super().__init__(gateway.client, recipient_id)
         self.gateway = gateway
+        self._ids = gateway.ids  # no late answer to a desktop before it can match a command of this one
 
     async def _open(self) -> GatewayDesktop:
         if self._call is not None:
@@ -597,7 +598,8 @@ class GatewayDesktop(AgentDesktop):
         if self._ended is None and self._call is not None:
             with contextlib.suppress(ClientError):
                 await self._command(recipient_pb2.AgentCommand(goodbye=recipient_pb2.AgentCommand.Goodbye()))
-        self.gateway.desktops.pop(self.recipient_id, None)
+        if self.gateway.desktops.get(self.recipient_id) is self:
+            del self.gateway.desktops[self.recipient_id]
         if self._ended is None:
             self._end(ClientError(grpc.StatusCode.CANCELLED, "the desktop said goodbye"))
 
@@ -611,6 +613,7 @@ class AgentGateway:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.desktops: dict[str, GatewayDesktop] = {}
+        self.ids = itertools.count(1)  # command ids, shared by its desktops
         self.open = False
         self._batch: list[recipient_pb2.AgentCommand] = []
         self._batches: asyncio.Queue = asyncio.Queue()
@@ -632,6 +635,8 @@ class AgentGateway:
 
     def desktop(self, recipient_id: str) -> GatewayDesktop:
         """Open (``await``) a desktop for ``recipient_id`` on this stream."""
+        if recipient_id in self.desktops:
+            raise ValueError(f"recipient {recipient_id} has a desktop on this gateway already")
         self.start()
         desktop = self.desktops[recipient_id] = GatewayDesktop(self, recipient_id)
         return desktop
@@ -657,7 +662,12 @@ class AgentGateway:
             async for batch in self._call:
                 for event in batch.events:
                     desktop = self.desktops.get(event.recipient_id)
-                    if desktop is not None:
+                    if desktop is None:
+                        continue
+                    if event.HasField("error") and not event.correlation:  # another desktop took over
+                        del self.desktops[event.recipient_id]
+                        desktop._end(ClientError(_status_code(event.error.code), event.error.message))
+                    else:
                         desktop._receive(event)
             failure = ClientError(grpc.StatusCode.CANCELLED, "the server ended the gateway stream")
         except grpc.aio.AioRpcError as exc:

@@ -30,19 +30,26 @@ DOCUMENTS = (PutRecipientState, PutLiveSession, DeleteLiveSession)
 
 
 def rows(ops, last: dict, others: list) -> None:
-    """Sort ``ops`` into the last op of each document row and the rest, in order."""
+    """Sort ``ops`` into what each document row holds last (its JSON, or
+    deleted) and the other ops, in order."""
     for op in ops:
         if isinstance(op, DOCUMENTS):
-            last[getattr(op, "recipient_id", None), getattr(op, "session_id", None)] = op
+            last[getattr(op, "recipient_id", None), getattr(op, "session_id", None)] = getattr(op, "doc_json", None)
         else:
             others.append(op)
 
 
 def test_batched_and_event_by_event_leave_the_same_rows(center):
     life_of_a_call(center)
+    center.agent("bob", "q")
+    center.call("q", caller_number="+15550101")  # stays connected: its row is put, not deleted
+    center.tick()
+    center.answer("bob", after_ms=1000)
     batched, batched_others = {}, []
     rows(LiveState()(center.events), batched, batched_others)
     one_by_one, state = ({}, []), LiveState()
     for event in center.events:
         rows(state([event]), *one_by_one)
     assert one_by_one == (batched, batched_others)
+    stored = {key for key, doc in batched.items() if doc is not None}
+    assert {recipient for recipient, _ in stored} >= {"ann", "bob"} and len(stored) == 3  # ann, bob, bob's call

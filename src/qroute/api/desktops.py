@@ -66,8 +66,8 @@ def agent_event(floor, event, supervised: bool = False) -> AgentEvent | None:
 
 class Outbox:
     """Events waiting to go out on one stream, taken in batches. A stream
-    that falls ``limit`` events behind is gone: it ends (what was queued
-    before still goes out)."""
+    that falls ``limit`` events behind is gone: it ends RESOURCE_EXHAUSTED
+    (what was queued before still goes out)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -79,7 +79,8 @@ class Outbox:
         if self.end is not None:
             return
         if len(self._items) >= self.limit:
-            self.finish()
+            self.finish((grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"more than {self.limit} events waited to be read: the stream was too slow"))
             return
         self._items.append(message)
         self._ready.set()
@@ -175,9 +176,9 @@ class Desktop:
         if message is not None:
             self.send(message)
 
-    def command(self, command) -> Callable[[], AgentEvent]:
-        """Apply ``command`` now; returns what builds its answer once the
-        change is durable (a failed command changed nothing)."""
+    def command(self, command) -> AgentEvent:
+        """Apply ``command`` now; its answer, to send once the change is
+        durable: the status it left, or the error (then nothing changed)."""
         correlation = command.command_id
         try:
             self.muted = True
@@ -185,14 +186,11 @@ class Desktop:
                 agent_id = self._apply(command)
             finally:
                 self.muted = False
+            if agent_id:  # forced on one of its agents: answered with that agent's status
+                return AgentEvent(correlation=correlation, supervised_state_changed=status(self.floor, agent_id))
+            return AgentEvent(correlation=correlation, state_changed=status(self.floor, self.recipient_id))
         except Exception as exc:
-            failed = error_event(exc, correlation)
-            return lambda: failed
-        floor = self.floor
-        if agent_id:  # forced on one of its agents: answered with that agent's status
-            return lambda: AgentEvent(correlation=correlation, supervised_state_changed=status(floor, agent_id))
-        recipient_id = self.recipient_id
-        return lambda: AgentEvent(correlation=correlation, state_changed=status(floor, recipient_id))
+            return error_event(exc, correlation)
 
     def _apply(self, command) -> str:
         """Returns the supervised recipient the command was forced on, or
@@ -275,46 +273,45 @@ class Gateway:
             self.outbox.finish()
 
     async def _answer(self) -> None:
+        """Send each batch's answers once its changes are committed, batch after batch."""
         unanswered = self._unanswered
-        try:
-            while unanswered:
-                committed, answers = unanswered[0]
-                if committed is not None:
+        while unanswered:
+            committed, answers = unanswered[0]
+            failed = None
+            if committed is not None:
+                try:
                     await asyncio.shield(committed)
-                unanswered.popleft()
-                for recipient_id, correlation, answer in answers:
-                    if answer is None:  # hello: answered when it was applied
-                        continue
-                    try:
-                        message = answer()
-                    except Exception as exc:  # e.g. the recipient was deleted meanwhile
-                        message = error_event(exc, correlation)
-                    message.recipient_id = recipient_id
-                    self.outbox.put(message)
-        except Exception as exc:  # not durable: nothing more is acknowledged on this stream
-            code, message = status_of(exc)
-            self.outbox.finish((code, message))
+                except Exception as exc:  # not durable: its commands fail, as on Connect
+                    failed = exc
+            unanswered.popleft()
+            for recipient_id, answer in answers:
+                if answer is None:  # hello: answered when it was applied
+                    continue
+                if failed is not None and not answer.HasField("error"):
+                    answer = error_event(failed, answer.correlation)
+                answer.recipient_id = recipient_id
+                self.outbox.put(answer)
 
-    def _command(self, command) -> tuple[str, str, Callable[[], AgentEvent] | None]:
-        """(recipient, command_id, what builds the answer; None for hello, answered at once)."""
+    def _command(self, command) -> tuple[str, AgentEvent | None]:
+        """(its desktop's recipient, its answer; None for hello, answered at once)."""
         recipient_id = command.recipient_id
         try:
             if command.WhichOneof("command") == "hello":
-                return self._hello(command)
+                recipient_id = recipient_id or command.hello.recipient_id
+                return recipient_id, self._hello(command)
             desktop = self.open.get(recipient_id)
             if desktop is None:
                 if not recipient_id:
                     raise InvalidArgument.field("recipient_id", "names the desktop's recipient on ConnectGateway")
                 raise FailedPrecondition(f"recipient {recipient_id} has no desktop on this stream: send hello first")
         except Exception as exc:
-            failed = error_event(exc, command.command_id)
-            return recipient_id, command.command_id, lambda: failed
+            return recipient_id, error_event(exc, command.command_id)
         answer = desktop.command(command)
         if desktop.closed:  # goodbye
             del self.open[recipient_id]
-        return recipient_id, command.command_id, answer
+        return recipient_id, answer
 
-    def _hello(self, command) -> tuple[str, str, None]:
+    def _hello(self, command) -> None:
         recipient_id = command.hello.recipient_id
         if command.recipient_id and command.recipient_id != recipient_id:
             raise InvalidArgument.field("recipient_id", "must be empty or hello.recipient_id")
@@ -327,7 +324,6 @@ class Gateway:
         # Its status goes out at once, as on Connect: hello changes nothing that needs a commit
         # but reachability, which the next answers wait for anyway.
         desktop.open(command.command_id)
-        return recipient_id, command.command_id, None
 
     def _replaced(self, recipient_id: str) -> None:
         desktop = self.open.pop(recipient_id, None)
@@ -339,6 +335,8 @@ class Gateway:
 
     def close(self) -> bool:
         """Detach every desktop (the stream ended); True if that changed something to make durable."""
+        if self._answering is not None:
+            self._answering.cancel()  # nobody reads the answers any more
         changed = False
         for desktop in list(self.open.values()):
             changed = desktop.close() or changed

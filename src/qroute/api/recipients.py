@@ -350,10 +350,9 @@ class RecipientServicer(Servicer, recipient_pb2_grpc.RecipientServiceServicer):
                 answer = desktop.command(command)
                 try:
                     await self.node.journal.durable()
-                    message = answer()
-                except Exception as exc:  # answered like the unary twin
-                    message = desktops.error_event(exc, command.command_id)
-                outbox.put(message)
+                except Exception as exc:  # not durable: answered like the unary twin
+                    answer = desktops.error_event(exc, command.command_id)
+                outbox.put(answer)
                 if desktop.closed:  # goodbye
                     break
         except Exception:  # the client went away mid-read

@@ -34,6 +34,7 @@ class GatewayDesktops:
         # command_id -> (sent at, RPC name for the latency figures or None, what to do with the answer)
         self.waiting: dict[str, tuple[float, str | None, Callable[[pb.AgentEvent], None]]] = {}
         self.ids = itertools.count(1)
+        self.opening: dict[str, asyncio.Future] = {}  # desktops not open yet: their readiness
         self.closed = False
         settings = bench.settings
         self.ring, self.talk, self.wrapup = settings.ring_ms / 1000, settings.talk_ms / 1000, settings.wrapup_ms / 1000
@@ -47,6 +48,7 @@ class GatewayDesktops:
         writer = self.loop.create_task(self._write())
         try:
             for recipient_id, opened in zip(self.recipient_ids, ready):
+                self.opening[recipient_id] = opened
                 self.send(recipient_id, Command(hello=Command.Hello(recipient_id=recipient_id)), None,
                           lambda event: None)
                 self.send(recipient_id, Command(login=Command.Login(ready=True)), None,
@@ -69,6 +71,8 @@ class GatewayDesktops:
 
     def _logged_in(self, opened: asyncio.Future, task) -> None:
         bench = self.bench
+        if opened.done():
+            return
         bench.idle_agents += 1
         bench.connected_agents += 1
         bench.progress.advance(task)
@@ -107,8 +111,12 @@ class GatewayDesktops:
             if name is not None and bench.tally.inside(sent):
                 bench.tally.rpc_ms[name].append((time.perf_counter() - sent) * 1000.0)
             if event.HasField("error"):
-                bench.tally.error(f"{event.recipient_id}: {name or 'command'}: {event.error.message} "
-                                  f"(code {event.error.code})")
+                why = f"{event.recipient_id}: {name or 'command'}: {event.error.message} (code {event.error.code})"
+                opened = self.opening.pop(event.recipient_id, None)
+                if opened is not None and not opened.done():  # hello or login failed: the run cannot go on
+                    opened.set_exception(ConnectionError(why))
+                    return
+                bench.tally.error(why)
                 if name is not None:  # the agent waits for the next offer
                     bench.idle_agents += 1
                 return

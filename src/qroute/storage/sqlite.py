@@ -382,19 +382,20 @@ class _ChildWriter:
 
     async def stop(self) -> None:
         """Commit what was written, fold the WAL into the main file, end the child."""
-        if self.replies is not None and not self.replies.done():
-            marker = asyncio.get_running_loop().create_future()
-            self.write((), marker)
-            await asyncio.shield(marker)
-            self.replies.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.replies
-            try:
-                self.process.stdin.write(sqlite_process.frame(None))  # the checkpoint
-                await self._reply()
-            except (WriterGone, ConnectionError):
-                pass
-        await self._end()
+        try:
+            if self.replies is not None and not self.replies.done():
+                marker = asyncio.get_running_loop().create_future()
+                self.write((), marker)
+                with contextlib.suppress(StorageError):  # the child died: those writes failed already
+                    await asyncio.shield(marker)
+                self.replies.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.replies
+                with contextlib.suppress(WriterGone, ConnectionError):
+                    self.process.stdin.write(sqlite_process.frame(None))  # the checkpoint
+                    await self._reply()
+        finally:
+            await self._end()
 
     async def _end(self) -> None:
         with contextlib.suppress(Exception):
@@ -532,7 +533,7 @@ class SqliteStorage:
                 try:
                     self._child = _ChildWriter(self)
                     await self._child.start()  # raises what opening or migrating raised
-                except OSError as exc:  # no process to be had here (the interpreter cannot be run again)
+                except (OSError, WriterGone) as exc:  # no process to be had, or it cannot import qroute
                     log.warning("storage writer process could not start (%s): writing from a thread", exc)
                     self._child, self.writer_process = None, False
             if not self.writer_process:

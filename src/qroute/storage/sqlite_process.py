@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sqlite3
 import struct
 import sys
@@ -147,7 +148,8 @@ class LocalWriter:
 
 
 # How the server starts the child (``serve``): argv[1] the database, argv[2] its synchronous mode.
-CHILD = [sys.executable, "-c", "import sys; from qroute.storage.sqlite_process import serve; "
+# -P: nothing from the current directory shadows the installed package.
+CHILD = [sys.executable, "-P", "-c", "import sys; from qroute.storage.sqlite_process import serve; "
          "serve(sys.argv[1], sys.argv[2])"]
 
 
@@ -159,6 +161,10 @@ def frame(message) -> bytes:
 
 def serve(path: str, synchronous: str) -> None:
     """The child: one reply per request, ``None`` when it went well or the exception."""
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the
+    # server finishes its writes and checkpoints first, then closes our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     requests = os.fdopen(0, "rb", buffering=1 << 16)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the replies
