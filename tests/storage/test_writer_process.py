@@ -59,7 +59,7 @@ def test_a_dead_writer_process_fails_writes_instead_of_hanging(tmp_path):
         await storage.write(PutMeta("before", 1))
         child = storage._child.process
         child.kill()
-        await child.wait()
+        child.wait()
         with pytest.raises(StorageError, match="writer process is gone"):
             await storage.write(PutMeta("after", 1))
         with pytest.raises(StorageError):

@@ -40,6 +40,7 @@ import os
 import pickle
 import queue
 import sqlite3
+import subprocess
 import threading
 import time
 from itertools import repeat
@@ -280,15 +281,22 @@ class _ChildWriter:
         self.sent: list[_Item] | None = None  # what the child is committing
         self.sent_alone = False  # ``sent`` is one write of a failed batch
         self.sent_at = 0.0
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen | None = None
+        self.requests: asyncio.WriteTransport | None = None  # the child's stdin
+        self.replies_in: asyncio.StreamReader | None = None  # its stdout
         self.replies: asyncio.Task | None = None
 
     async def start(self) -> None:
         storage = self.storage
-        self.process = await asyncio.create_subprocess_exec(
-            *sqlite_process.CHILD, storage.path, storage.synchronous,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        # Popen, not the loop's subprocess support: uvloop forks, and a fork
+        # while gRPC's threads run makes gRPC log a warning; Popen uses vfork.
+        self.process = subprocess.Popen([*sqlite_process.CHILD, storage.path, storage.synchronous],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
+            loop = asyncio.get_running_loop()
+            self.replies_in = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self.replies_in), self.process.stdout)
+            self.requests, _ = await loop.connect_write_pipe(asyncio.Protocol, self.process.stdin)
             error = await self._reply()  # connected and migrated, or why not
         except BaseException:
             await self._end()
@@ -299,12 +307,12 @@ class _ChildWriter:
         self.replies = asyncio.get_running_loop().create_task(self._serve())
 
     async def _reply(self) -> BaseException | None:
-        stdout = self.process.stdout
+        replies = self.replies_in
         try:
-            (size,) = sqlite_process.HEADER.unpack(await stdout.readexactly(sqlite_process.HEADER.size))
-            return pickle.loads(await stdout.readexactly(size))
+            (size,) = sqlite_process.HEADER.unpack(await replies.readexactly(sqlite_process.HEADER.size))
+            return pickle.loads(await replies.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            code = self.process.returncode
+            code = self.process.poll()
             raise WriterGone("the storage writer process is gone"
                              + ("" if code is None else f" (exit status {code})")) from exc
 
@@ -329,7 +337,7 @@ class _ChildWriter:
                 self._settle(batch, alone, exc)
                 continue
             self.sent, self.sent_alone, self.sent_at = batch, alone, time.perf_counter()
-            self.process.stdin.write(request)
+            self.requests.write(request)
 
     def _take(self) -> list[_Item]:
         """Everything waiting, up to ``max_batch_ops``; a write is never split."""
@@ -392,19 +400,24 @@ class _ChildWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self.replies
                 with contextlib.suppress(WriterGone, ConnectionError):
-                    self.process.stdin.write(sqlite_process.frame(None))  # the checkpoint
+                    self.requests.write(sqlite_process.frame(None))  # the checkpoint
                     await self._reply()
         finally:
             await self._end()
 
     async def _end(self) -> None:
+        """Close the child's stdin (it exits) and wait for it; kill it after 30 s."""
         with contextlib.suppress(Exception):
+            if self.requests is not None:
+                self.requests.close()
             self.process.stdin.close()
         try:
-            await asyncio.wait_for(self.process.wait(), 30)
-        except asyncio.TimeoutError:
+            await asyncio.to_thread(self.process.wait, 30)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            await self.process.wait()
+            await asyncio.to_thread(self.process.wait)
+        with contextlib.suppress(Exception):
+            self.process.stdout.close()
 
 
 def _plan(ops: Sequence[Op]) -> list[tuple[bool, str, list[tuple]]]:
