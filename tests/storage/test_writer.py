@@ -2,7 +2,6 @@
 flush and stop semantics."""
 
 import asyncio
-import functools
 import threading
 from typing import ClassVar
 
@@ -62,12 +61,6 @@ async def hold_writer(storage):
     fut = storage.write(gate)
     assert await asyncio.to_thread(gate.entered.wait, 10)
     return gate, fut
-
-
-@pytest.fixture(params=["process", "thread"])
-def open_storage(request):
-    """``SqliteStorage`` with its write connection in a child process (the default) or the writer thread."""
-    return functools.partial(SqliteStorage, writer_process=request.param == "process")
 
 
 def offer(offer_id, outcome="accepted"):

@@ -89,3 +89,29 @@ def test_without_a_child_process_the_writer_thread_writes(tmp_path, monkeypatch,
     writer_process, meta = run(main())
     assert not writer_process and meta == {"k": "v"}
     assert "writing from a thread" in caplog.text
+
+
+def test_the_writer_encodes_event_data_and_recipient_documents(open_storage, tmp_path):
+    """Left as values by the ops, they are stored as the loop would have
+    encoded them; a document changed after its op was made is stored as it was."""
+    import json
+
+    from qroute.domain.enums import RecipientState
+    from qroute.storage import PutRecipientState
+
+    data = {"state": RecipientState.BUSY, "queues": ["sales"], "name": "Zoë"}
+    doc = {"state": "busy", "name": "Zoë", "calls": 3}
+
+    async def main():
+        async with open_storage(tmp_path / "q.db") as storage:
+            put = PutRecipientState("a", "ann", doc)
+            doc["calls"] = 4  # after the op: not in it
+            await storage.write(AppendEvents([("a", 1, 1, "t", "recipient", "ann", data),
+                                              ("a", 2, 2, "t", "recipient", "ann", b'{"as":"is"}')]), put)
+            payloads = await storage.read(lambda conn: [r[0] for r in conn.execute(
+                "SELECT payload FROM events ORDER BY sequence")])
+            return payloads, storage.load_all().recipient_states
+
+    payloads, states = run(main())
+    assert payloads == [json.dumps(data, separators=(",", ":"), default=str).encode(), b'{"as":"is"}']
+    assert states == {("a", "ann"): {"state": "busy", "name": "Zoë", "calls": 3}}

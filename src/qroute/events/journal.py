@@ -13,19 +13,11 @@ import functools
 from collections.abc import Callable
 
 from qroute.domain.events import ENTITY_NAMES, DomainEvent
-from qroute.storage import AppendEvents, Op, Storage, json_encoder
+from qroute.storage import AppendEvents, Op, Storage
 
 Listener = Callable[[DomainEvent], None]
 OpSource = Callable[[DomainEvent], list[Op]]
 BatchOpSource = Callable[[list[DomainEvent]], list[Op]]
-
-
-# One encoder for every event (json.dumps with options builds a new one per call).
-_encode_json = json_encoder(separators=(",", ":"), default=str)
-
-
-def encode(event: DomainEvent) -> bytes:
-    return _encode_json(event.data).encode()
 
 
 class Journal:
@@ -121,7 +113,7 @@ class Journal:
                 ops.extend(batch_source(events))
             if events:
                 ops.append(AppendEvents([(e.account_id, e.sequence, e.time_ms, e.type, ENTITY_NAMES[e.type],
-                                          e.entity_id, encode(e)) for e in events]))
+                                          e.entity_id, e.data) for e in events]))
             write = self.storage.write(*ops)
             if self.commit_interval_s:
                 self._write_started = asyncio.get_running_loop().time()

@@ -34,7 +34,7 @@ __all__ = [
     "AppendEvents", "TrimEvents", "EventRow",
     "PutIdempotency", "DeleteIdempotency", "TrimIdempotency",
     "PutOutbox", "DeleteOutbox",
-    "OFFER_OUTCOMES", "encode_doc", "json_encoder",
+    "OFFER_OUTCOMES", "DOC_JSON", "EVENT_JSON", "encode_doc", "json_encoder",
 ]
 
 
@@ -65,13 +65,16 @@ def json_encoder(**options: Any) -> Callable[[Any], str]:
 
 
 # Compact, UTF-8 as is, and strict JSON (NaN is not JSON).
-encode_doc = json_encoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+DOC_JSON = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
+encode_doc = json_encoder(**DOC_JSON)
+# An event's data as its stored payload (UTF-8 bytes of): compact ASCII JSON, anything else as its str().
+EVENT_JSON = {"separators": (",", ":"), "default": str}
 
 OFFER_OUTCOMES = frozenset({"accepted", "rejected", "missed", "cancelled"})
 
 # (account_id, sequence, time_ms, type, entity, entity_id, payload): the
 # events table's columns, in order.
-EventRow = tuple[str, int, int, str, str, str, bytes]
+EventRow = tuple[str, int, int, str, str, str, bytes | dict]
 
 _op = dataclass(frozen=True, slots=True)
 
@@ -81,6 +84,9 @@ class Op:
 
     __slots__ = ()
     sql: ClassVar[str | None] = None
+    # (column, how): the column of ``param_rows`` that may hold a value the
+    # writer encodes as JSON (``qroute.storage.sqlite_process``), off the event loop.
+    json_column: ClassVar[tuple[int, str] | None] = None
 
     def params(self) -> tuple:
         """The parameters of ``sql`` for this op's one row."""
@@ -325,22 +331,27 @@ class DeleteLiveSession(Op):
 
 @_op
 class PutRecipientState(Op):
-    """Create or replace a recipient's live state (login, availability, state)."""
+    """Create or replace a recipient's live state (login, availability, state).
+    The document is copied as given and encoded by the writer."""
 
     account_id: str
     recipient_id: str
     doc: dict
-    doc_json: str = field(init=False, repr=False, compare=False)
     sql: ClassVar[str] = (
         "INSERT INTO recipient_states (account_id, recipient_id, doc) VALUES (?, ?, ?) "
         "ON CONFLICT (account_id, recipient_id) DO UPDATE SET doc = excluded.doc"
     )
+    json_column: ClassVar[tuple[int, str]] = (2, "doc")
 
     def __post_init__(self) -> None:
-        _encoded(self, self.doc)
+        object.__setattr__(self, "doc", dict(self.doc))  # as it is now: the caller's goes on changing
+
+    @property
+    def doc_json(self) -> str:
+        return encode_doc(self.doc)
 
     def params(self) -> tuple:
-        return (self.account_id, self.recipient_id, self.doc_json)
+        return (self.account_id, self.recipient_id, self.doc)
 
 
 @_op
@@ -452,14 +463,16 @@ class InsertActivity(Op):
 @_op
 class AppendEvents(Op):
     """Append events: ``rows`` of (account_id, sequence, time_ms, type,
-    entity, entity_id, payload bytes). A sequence already stored for its
-    account fails the write."""
+    entity, entity_id, payload): the payload as stored (bytes), or the
+    event's data, which the writer stores as JSON (``EVENT_JSON``). A
+    sequence already stored for its account fails the write."""
 
     rows: Sequence[EventRow]
     sql: ClassVar[str] = (
         "INSERT INTO events (account_id, sequence, time_ms, type, entity, entity_id, payload) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
+    json_column: ClassVar[tuple[int, str]] = (6, "event")
 
     def param_rows(self) -> Iterable[tuple]:
         return self.rows

@@ -420,30 +420,30 @@ class _ChildWriter:
             self.process.stdout.close()
 
 
-def _plan(ops: Sequence[Op]) -> list[tuple[bool, str, list[tuple]]]:
+def _plan(ops: Sequence[Op]) -> list[tuple[bool, str, list[tuple], tuple[int, str] | None]]:
     """The transaction of ``ops`` as ``sqlite_process.run_plan`` runs it:
     table by table (``_by_table``); consecutive ops sharing a statement run
     together, as multi-row INSERTs where they can."""
-    plan: list[tuple[bool, str, list[tuple]]] = []
-    sql = None
+    plan: list[tuple[bool, str, list[tuple], tuple[int, str] | None]] = []
+    sql = json_column = None
     rows: list[tuple] = []
     for op in _by_table(ops):
         op_sql = op.sql
         if op_sql is None:  # a multi-statement op
             if rows:
-                plan.append((True, sql, rows))
+                plan.append((True, sql, rows, json_column))
                 rows = []
             sql = None
-            plan.extend((False, step_sql, list(step_rows)) for step_sql, step_rows in op.steps())
+            plan.extend((False, step_sql, list(step_rows), None) for step_sql, step_rows in op.steps())
             continue
         if op_sql != sql:
             if rows:
-                plan.append((True, sql, rows))
+                plan.append((True, sql, rows, json_column))
                 rows = []
-            sql = op_sql
+            sql, json_column = op_sql, op.json_column
         rows.extend(op.param_rows())
     if rows:
-        plan.append((True, sql, rows))
+        plan.append((True, sql, rows, json_column))
     return plan
 
 

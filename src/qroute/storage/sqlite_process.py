@@ -10,14 +10,17 @@ talks to it through pipes (``qroute.storage.sqlite``'s ``_ChildWriter``):
 no thread of the server waits for the GIL, one pickle goes each way per
 group commit.
 
-A transaction is a *plan*: ``[(multi_row, sql, rows), ...]``, made from the
-ops by ``qroute.storage.sqlite``, and run here by ``run_plan``. The child (``serve``) speaks
+A transaction is a *plan*: ``[(multi_row, sql, rows, json_column), ...]``,
+made from the ops by ``qroute.storage.sqlite``, and run here by
+``run_plan``, which also encodes the documents and event payloads the ops
+left as values (``Op.json_column``): that JSON is made here, not on the
+server's event loop. The child (``serve``) speaks
 length-prefixed pickles over its stdin and stdout; it exits when its stdin closes, which
 also happens when the server dies (kill -9): a commit it acknowledged is on
 disk, one it had not is not acknowledged.
 
-This module imports only the standard library and the schema, so the child
-starts quickly.
+This module imports little beyond the standard library, the schema and
+the ops, so the child starts quickly.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import struct
 import sys
 
 from qroute.storage.errors import StorageError
+from qroute.storage.ops import DOC_JSON, EVENT_JSON, json_encoder
 from qroute.storage.schema import migrate
 
 BUSY_TIMEOUT_MS = 5000
@@ -66,11 +70,28 @@ def connect(path: str, synchronous: str, *, reader: bool) -> sqlite3.Connection:
     return conn
 
 
+# The writer's own encoders (json_encoder's are for one thread each): the
+# values a plan leaves to encode, as the ops' owners would have (ops.py).
+_encode_event = json_encoder(**EVENT_JSON)
+_ENCODE = {
+    "doc": json_encoder(**DOC_JSON),
+    "event": lambda data: _encode_event(data).encode(),
+}
+
+
+def _encoded(rows: list[tuple], column: int, how: str) -> list[tuple]:
+    encode = _ENCODE[how]
+    return [row if isinstance(row[column], (bytes, str)) else
+            (*row[:column], encode(row[column]), *row[column + 1:]) for row in rows]
+
+
 def run_plan(conn: sqlite3.Connection, plan) -> None:
     """Run ``plan`` in one transaction; on failure roll back and raise."""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        for multi_row, sql, rows in plan:
+        for multi_row, sql, rows, json_column in plan:
+            if json_column is not None:
+                rows = _encoded(rows, *json_column)
             if multi_row:
                 _execute_rows(conn, sql, rows)
             else:
