@@ -447,15 +447,7 @@ class AgentDesktop:
             yield command
 
     async def _read(self) -> None:
-        try:
-            async for event in self._call:
-                self._receive(event)
-            failure = ClientError(grpc.StatusCode.CANCELLED, "the server ended the agent stream")
-        except grpc.aio.AioRpcError as exc:
-            failure = ClientError.from_rpc_error(exc)
-        except asyncio.CancelledError:
-            failure = ClientError(grpc.StatusCode.CANCELLED, "the agent stream was closed")
-        self._end(failure)
+        self._end(await _read_stream(self._call, self._receive, "agent"))
         self._commands.put_nowait(None)  # ends the outgoing commands
 
     def _receive(self, event: recipient_pb2.AgentEvent) -> None:
@@ -657,23 +649,19 @@ class AgentGateway:
                 return
             yield batch
 
+    def _receive(self, batch: recipient_pb2.AgentEventBatch) -> None:
+        for event in batch.events:
+            desktop = self.desktops.get(event.recipient_id)
+            if desktop is None:
+                continue
+            if event.HasField("error") and not event.correlation:  # another desktop took over
+                del self.desktops[event.recipient_id]
+                desktop._end(ClientError(_status_code(event.error.code), event.error.message))
+            else:
+                desktop._receive(event)
+
     async def _read(self) -> None:
-        try:
-            async for batch in self._call:
-                for event in batch.events:
-                    desktop = self.desktops.get(event.recipient_id)
-                    if desktop is None:
-                        continue
-                    if event.HasField("error") and not event.correlation:  # another desktop took over
-                        del self.desktops[event.recipient_id]
-                        desktop._end(ClientError(_status_code(event.error.code), event.error.message))
-                    else:
-                        desktop._receive(event)
-            failure = ClientError(grpc.StatusCode.CANCELLED, "the server ended the gateway stream")
-        except grpc.aio.AioRpcError as exc:
-            failure = ClientError.from_rpc_error(exc)
-        except asyncio.CancelledError:
-            failure = ClientError(grpc.StatusCode.CANCELLED, "the gateway stream was closed")
+        failure = await _read_stream(self._call, self._receive, "gateway")
         self.open = False
         for desktop in list(self.desktops.values()):
             desktop._end(failure)
@@ -689,6 +677,18 @@ class AgentGateway:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+
+
+async def _read_stream(call, receive, what: str) -> ClientError:
+    """Hand every message of ``call`` to ``receive``; how the stream ended."""
+    try:
+        async for message in call:
+            receive(message)
+        return ClientError(grpc.StatusCode.CANCELLED, f"the server ended the {what} stream")
+    except grpc.aio.AioRpcError as exc:
+        return ClientError.from_rpc_error(exc)
+    except asyncio.CancelledError:
+        return ClientError(grpc.StatusCode.CANCELLED, f"the {what} stream was closed")
 
 
 def _status_code(value: int) -> grpc.StatusCode:
