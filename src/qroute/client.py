@@ -429,7 +429,7 @@ class AgentDesktop:
         """Send hello and wait for the status it is answered with."""
         if self._call is not None:
             return self
-        self._call = self.client.recipients.Connect(self._outgoing(), metadata=self.client.metadata)
+        self._call = self.client.recipients.Connect(_until_none(self._commands), metadata=self.client.metadata)
         self._reader = asyncio.get_running_loop().create_task(self._read())
         hello = recipient_pb2.AgentCommand(hello=recipient_pb2.AgentCommand.Hello(recipient_id=self.recipient_id))
         try:
@@ -439,12 +439,6 @@ class AgentDesktop:
             raise
         return self
 
-    async def _outgoing(self) -> AsyncIterator[recipient_pb2.AgentCommand]:
-        while True:
-            command = await self._commands.get()
-            if command is None:
-                return
-            yield command
 
     async def _read(self) -> None:
         self._end(await _read_stream(self._call, self._receive, "agent"))
@@ -621,7 +615,7 @@ class AgentGateway:
 
     def start(self) -> None:
         if self._call is None:
-            self._call = self.client.recipients.ConnectGateway(self._outgoing(), metadata=self.client.metadata)
+            self._call = self.client.recipients.ConnectGateway(_until_none(self._batches), metadata=self.client.metadata)
             self._reader = asyncio.get_running_loop().create_task(self._read())
             self.open = True
 
@@ -642,12 +636,6 @@ class AgentGateway:
         batch, self._batch = self._batch, []
         self._batches.put_nowait(recipient_pb2.AgentCommandBatch(commands=batch))
 
-    async def _outgoing(self) -> AsyncIterator[recipient_pb2.AgentCommandBatch]:
-        while True:
-            batch = await self._batches.get()
-            if batch is None:
-                return
-            yield batch
 
     def _receive(self, batch: recipient_pb2.AgentEventBatch) -> None:
         for event in batch.events:
@@ -677,6 +665,12 @@ class AgentGateway:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+
+
+async def _until_none(queue: asyncio.Queue) -> AsyncIterator:
+    """What ``queue`` gives, until it gives None: a stream's outgoing messages."""
+    while (item := await queue.get()) is not None:
+        yield item
 
 
 async def _read_stream(call, receive, what: str) -> ClientError:

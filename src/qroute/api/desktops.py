@@ -14,6 +14,7 @@ from qroute.api import convert
 from qroute.api.errors import status_of
 from qroute.domain.enums import OfferOutcome
 from qroute.errors import FailedPrecondition, InvalidArgument, QrouteError
+from qroute.events.journal import shielded
 from qroute.v1 import recipient_pb2
 
 log = logging.getLogger("qroute.api.agent")
@@ -280,7 +281,7 @@ class Gateway:
             failed = None
             if committed is not None:
                 try:
-                    await asyncio.shield(committed)
+                    await shielded(committed)
                 except Exception as exc:  # not durable: its commands fail, as on Connect
                     failed = exc
             unanswered.popleft()

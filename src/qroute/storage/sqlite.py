@@ -226,11 +226,8 @@ class _Writer(threading.Thread):
             else:
                 self._signal(_resolve_each, self._retry_one_by_one(db, batch))
             return
-        self._committed(time.perf_counter() - started, batch_ops, len(batch))
+        _count_commit(self.storage, time.perf_counter() - started, batch_ops, len(batch))
         self._signal(_resolve_ok, [fut for _, fut in batch])
-
-    def _committed(self, elapsed: float, ops: int, writes: int) -> None:
-        _count_commit(self.storage, elapsed, ops, writes)
 
     def _retry_one_by_one(self, db, batch: list[_Item]):
         stats = self.storage.stats
@@ -246,7 +243,7 @@ class _Writer(threading.Thread):
                 stats.writes_failed += 1
                 results.append((fut, _write_error(ops, exc)))
                 continue
-            self._committed(time.perf_counter() - started, len(ops), 1)
+            _count_commit(self.storage, time.perf_counter() - started, len(ops), 1)
             results.append((fut, None))
         return results
 
@@ -357,11 +354,9 @@ class _ChildWriter:
                 batch, self.sent = self.sent, None
                 self._settle(batch, self.sent_alone, error)
                 self._send()
-        except WriterGone as exc:
-            self._fail_all(exc)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a bug here must fail writers, not hang them
+        except BaseException as exc:  # the child died (WriterGone), or a bug here: fail writers, never hang them
             self._fail_all(exc)
 
     def _settle(self, batch: list[_Item], alone: bool, error: BaseException | None) -> None:
