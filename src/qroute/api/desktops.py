@@ -261,7 +261,10 @@ class Gateway:
         try:
             async for batch in batches:
                 answers = [self._command(command) for command in batch.commands]
-                self._unanswered.append((self.journal.commit_point(), answers))
+                committed = self.journal.commit_point()
+                if committed is not None:
+                    self.journal.waiting(len(answers))
+                self._unanswered.append((committed, answers))
                 if self._answering is None or self._answering.done():
                     self._answering = asyncio.get_running_loop().create_task(self._answer())
                 if len(self._unanswered) >= GATEWAY_AHEAD:
@@ -284,6 +287,7 @@ class Gateway:
                     await shielded(committed)
                 except Exception as exc:  # not durable: its commands fail, as on Connect
                     failed = exc
+                self.journal.waiting(-len(answers))
             unanswered.popleft()
             for recipient_id, answer in answers:
                 if answer is None:  # hello: answered when it was applied
@@ -338,6 +342,10 @@ class Gateway:
         """Detach every desktop (the stream ended); True if that changed something to make durable."""
         if self._answering is not None:
             self._answering.cancel()  # nobody reads the answers any more
+        while self._unanswered:
+            committed, answers = self._unanswered.popleft()
+            if committed is not None:
+                self.journal.waiting(-len(answers))
         changed = False
         for desktop in list(self.open.values()):
             changed = desktop.close() or changed

@@ -45,6 +45,7 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
             await abort(context, exc)
             return
         pending: asyncio.Queue = asyncio.Queue(PIPELINE)
+        journal = self.node.journal
 
         async def read() -> None:
             try:
@@ -54,7 +55,10 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
                                                 functools.partial(self._enqueue, floor, request))
                     else:
                         reply = self._enqueue(floor, request)
-                    await pending.put((reply, self.node.journal.commit_point()))
+                    committed = journal.commit_point()
+                    if committed is not None:
+                        journal.waiting(1)
+                    await pending.put((reply, committed))
             except Exception as exc:
                 await pending.put((exc, None))
             finally:
@@ -67,15 +71,21 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
                 if reply is _END:
                     break
                 if isinstance(reply, Exception):
-                    await self.node.journal.durable()
+                    await journal.durable()
                     await abort(context, reply)
                 if committed is not None:
-                    await shielded(committed)
+                    try:
+                        await shielded(committed)
+                    finally:
+                        journal.waiting(-1)
                 yield reply
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+            while not pending.empty():  # answers nobody will send
+                if pending.get_nowait()[1] is not None:
+                    journal.waiting(-1)
 
     @mutation
     async def Abandon(self, request, context, principal):

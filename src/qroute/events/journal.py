@@ -28,8 +28,9 @@ class Journal:
     them, or, while a write is still on its way to disk, together in one
     write once it lands: one write per commit however many callers it holds.
 
-    ``commit_interval_s``: while several callers wait in ``durable()``, a
-    write starts at most this long after the one before, so more callers
+    ``commit_interval_s``: while several callers wait in ``durable()`` (or
+    answers of streams wait for their ``commit_point()``: ``waiting``), a
+    write starts at most this long after the one before, so more of them
     share a commit (each commit has a fixed cost); one caller alone never
     waits for it.
     """
@@ -39,7 +40,7 @@ class Journal:
         self.storage = storage
         self.commit_interval_s = commit_interval_s
         self._write_started = 0.0  # loop time of the last write's start
-        self._waiting = 0  # callers in durable()
+        self._waiting = 0  # callers in durable(), and stream answers held for a commit (waiting())
         self.sequences: dict[str, int] = {}
         # Each source turns an event into the storage changes it stands for;
         # they commit in the same transaction as the event itself.
@@ -141,6 +142,13 @@ class Journal:
         if not (self._pending or self._pending_ops) or self._writes_nothing:
             return self._flush()
         return self._pending_batch()
+
+    def waiting(self, count: int) -> None:
+        """``count`` more answers (fewer if negative) wait for a commit point
+        outside ``durable()``: those a stream holds to send in order once
+        committed. They count as waiting callers for ``commit_interval_s``;
+        without them a stream's every message would go in its own commit."""
+        self._waiting += count
 
     def _pending_batch(self) -> asyncio.Future:
         if self._batch is None:
