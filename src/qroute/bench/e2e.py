@@ -94,7 +94,7 @@ class Settings:
     enqueue: str = "stream"
     desktops: str = "connect"  # a Connect stream per desktop, or ConnectGateway streams
     enqueue_streams: int = 1  # EnqueueStream calls the callers take turns on
-    concurrency: int = 16
+    concurrency: int = 64
     window: int = 256
     max_waiting: int = 64
     probe_seconds: float = 2.0
