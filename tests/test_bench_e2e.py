@@ -29,6 +29,9 @@ def test_short_run_against_its_own_server(tmp_path, capsys, monkeypatch):
     for method in ("EnqueueStream", "Connect.accept", "Connect.hangup", "Connect.finish_wrapup"):
         assert report["rpc_latency_ms"][method]["count"] > 0, method
     assert report["ceiling"]["unary_per_s"] > 0 and report["ceiling"]["stream_msgs_per_s"] > 0
+    # the unary ceiling in Enqueue's shape (protobuf, API key): measured, and answered with a Session
+    assert report["ceiling"]["shaped_unary_per_s"] > 0 and report["rpc_latency_ms"]["bare Shaped"]["count"] > 0
+    assert 0 < report["qroute"]["enqueue_vs_shaped"]
     assert report["qroute"]["enqueue_per_s"] > 0 and report["qroute"]["enqueue_stream_per_s"] > 0
     assert 0 < report["qroute"]["enqueue_vs_unary"] and 0 < report["qroute"]["enqueue_stream_vs_stream"]
     assert report["server_peak_rss_mb"] > 10 and report["server_cpu_cores"] > 0

@@ -8,7 +8,12 @@ protobuf), on the same event loop qroute uses (uvloop when installed):
 - ``Unary``: answers each request with the same small payload;
 - ``Flood``: a server stream that sends one small message after another,
   unbatched, until the client cancels;
-- ``Echo``: a bidirectional stream that answers every message with one.
+- ``Echo``: a bidirectional stream that answers every message with one;
+- ``Shaped``: ``Unary`` in qroute's clothes: an ``EnqueueRequest`` in, with
+  an API key in its metadata, a waiting ``Session`` out (protobuf both
+  ways), and nothing done. What gRPC charges for the shape of qroute's
+  ``Enqueue`` before qroute does any work: the part of the unary ceiling
+  no implementation of that RPC can reach.
 
 It prints ``bare serving on HOST:PORT`` once it accepts calls. The probes
 below drive it (and qroute, with the same shapes) from a client; each
@@ -26,8 +31,11 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from qroute.v1 import common_pb2, session_pb2
+
 SERVICE = "qroute.bench.Bare"
 PAYLOAD = b"x" * 32  # about an EnqueueRequest's size
+SHAPED_SESSION_ID = "0190f3a4c2b1e6d7a8b9c0d1e2f3"  # as long as the ids qroute makes
 
 
 def _identity(data: bytes) -> bytes:
@@ -48,11 +56,19 @@ async def _echo(request_iterator, context):
         yield request
 
 
+async def _shaped(request, context):
+    context.invocation_metadata()  # qroute reads its API key there
+    return session_pb2.Session(id=SHAPED_SESSION_ID, queue_id=request.queue_id, state=common_pb2.SESSION_STATE_WAITING,
+                               caller=request.caller, queues_visited=[request.queue_id], position=1)
+
+
 def handlers() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, {
         "Unary": grpc.unary_unary_rpc_method_handler(_unary, _identity, _identity),
         "Flood": grpc.unary_stream_rpc_method_handler(_flood, _identity, _identity),
         "Echo": grpc.stream_stream_rpc_method_handler(_echo, _identity, _identity),
+        "Shaped": grpc.unary_unary_rpc_method_handler(_shaped, session_pb2.EnqueueRequest.FromString,
+                                                      session_pb2.Session.SerializeToString),
     })
 
 
@@ -192,6 +208,13 @@ def unary_caller(channel: grpc.aio.Channel) -> Callable[[], Awaitable[object]]:
     method = channel.unary_unary(f"/{SERVICE}/Unary", request_serializer=_identity,
                                  response_deserializer=_identity)
     return lambda: method(PAYLOAD)
+
+
+def shaped_caller(channel: grpc.aio.Channel, request, metadata) -> Callable[[], Awaitable[object]]:
+    """``Shaped`` called as qroute's Enqueue is: ``request`` with ``metadata``."""
+    method = channel.unary_unary(f"/{SERVICE}/Shaped", request_serializer=session_pb2.EnqueueRequest.SerializeToString,
+                                 response_deserializer=session_pb2.Session.FromString)
+    return lambda: method(request, metadata=metadata)
 
 
 def echo_call(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamCall:

@@ -12,8 +12,10 @@ What one run does, in order:
    nobody serves, and connects one simulated agent desktop (a ``Connect``
    stream) per recipient, logged in READY.
 3. Probes, in ``--rounds`` interleaved rounds so a change in the machine's
-   load touches both sides alike: the bare ``Unary`` method and qroute's
-   ``Enqueue`` (into ``hold``), with the same number of calls in flight;
+   load touches both sides alike: the bare ``Unary`` method, the bare
+   ``Shaped`` one (Unary with qroute's messages and API key: what gRPC
+   itself charges for Enqueue's shape) and qroute's ``Enqueue`` (into
+   ``hold``), with the same number of calls in flight;
    the bare ``Flood`` server stream, the bare ``Echo`` bidirectional stream
    and qroute's ``EnqueueStream`` (into ``hold``), with the same window of
    outstanding messages. The ratios qroute / bare are the figures the
@@ -521,12 +523,12 @@ class Bench:
         request = session_stub.EnqueueRequest(queue_id=HOLD_QUEUE, caller=self.pb_common.Caller(number="hold"))
         metadata = self.metadata
         figures: dict[str, list[float]] = {name: [] for name in
-                                           ("bare_unary", "qroute_enqueue", "bare_flood", "bare_echo",
+                                           ("bare_unary", "bare_shaped", "qroute_enqueue", "bare_flood", "bare_echo",
                                             "qroute_enqueue_stream")}
-        latency: dict[str, list[float]] = {"bare Unary": [], "Enqueue (probe)": [], "bare Echo": [],
+        latency: dict[str, list[float]] = {"bare Unary": [], "bare Shaped": [], "Enqueue (probe)": [], "bare Echo": [],
                                             "EnqueueStream (probe)": []}
         warmup = min(0.5, s.probe_seconds / 4)
-        task = self.phase(f"ceiling and enqueue probes ({s.rounds} rounds)", total=s.rounds * 5)
+        task = self.phase(f"ceiling and enqueue probes ({s.rounds} rounds)", total=s.rounds * 6)
         bare_unary = bare.unary_caller(bare_channel)
         # Server CPU per message (per call or request/answer pair): where the
         # ratios come from. Measured over the probe with its warm-up.
@@ -544,6 +546,9 @@ class Bench:
         for _ in range(s.rounds):
             await measured("bare_unary", self.bare_pid, bare.unary_probe(
                 bare_unary, s.concurrency, warmup, s.probe_seconds, latency["bare Unary"]))
+            await measured("bare_shaped", self.bare_pid, bare.unary_probe(
+                bare.shaped_caller(bare_channel, request, metadata), s.concurrency, warmup, s.probe_seconds,
+                latency["bare Shaped"]))
             await measured("qroute_enqueue", self.server_pid, bare.unary_probe(
                 lambda: enqueue(request, metadata=metadata), s.concurrency, warmup, s.probe_seconds,
                 latency["Enqueue (probe)"]))
@@ -832,9 +837,12 @@ class Bench:
             "server_rss_mb_at_end": rss_now,
             "ceiling": {
                 "unary_per_s": median("bare_unary"),
+                "shaped_unary_per_s": median("bare_shaped"),
                 "stream_msgs_per_s": median("bare_flood"),
                 "stream_echo_per_s": median("bare_echo"),
                 "unary": spread(rates["bare_unary"]),
+                "shaped": spread(rates["bare_shaped"]),
+                "shaped_vs_unary": ratio("bare_shaped", "bare_unary"),
                 "stream": spread(rates["bare_flood"]),
                 "echo": spread(rates["bare_echo"]),
             },
@@ -845,6 +853,7 @@ class Bench:
                 "enqueue": spread(rates["qroute_enqueue"]),
                 "enqueue_stream": spread(rates["qroute_enqueue_stream"]),
                 "enqueue_vs_unary": ratio("qroute_enqueue", "bare_unary"),
+                "enqueue_vs_shaped": ratio("qroute_enqueue", "bare_shaped"),
                 "enqueue_stream_vs_stream": ratio("qroute_enqueue_stream", "bare_flood"),
                 "enqueue_stream_vs_echo": ratio("qroute_enqueue_stream", "bare_echo"),
             },
@@ -940,6 +949,8 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                   else None, "< 1,024 with 100,000 waiting and 10,000 agents")),
         ("errors", str(report["errors"]), _verdict(report["errors"] == 0, "0")),
         ("bare grpc.aio unary calls/s", _range(c["unary"]), f"{s['concurrency']} in flight"),
+        ("bare grpc.aio unary in Enqueue's shape calls/s", _range(c["shaped"]),
+         f"{_percent(c['shaped_vs_unary'])} of bare unary: qroute's messages and API key, no work"),
         ("qroute Enqueue calls/s", _range(q["enqueue"]),
          _verdict(None if unary_ratio is None else unary_ratio >= TARGET_RATIO,
                   f"{'n/a' if unary_ratio is None else f'{unary_ratio:.0%}'} of bare unary; "
@@ -954,13 +965,18 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     cpu = report["server_cpu_us_per_message"]
     if any(value is not None for value in cpu.values()):
         rows += [
-            ("server CPU µs per call: bare Unary / qroute Enqueue",
-             f"{_us(cpu['bare_unary'])} / {_us(cpu['qroute_enqueue'])}", "median over the rounds"),
+            ("server CPU µs per call: bare Unary / Shaped / qroute Enqueue",
+             f"{_us(cpu['bare_unary'])} / {_us(cpu['bare_shaped'])} / {_us(cpu['qroute_enqueue'])}",
+             "median over the rounds"),
             ("server CPU µs per message: bare Flood / Echo pair / EnqueueStream pair",
              f"{_us(cpu['bare_flood'])} / {_us(cpu['bare_echo'])} / {_us(cpu['qroute_enqueue_stream'])}",
              "a pair: one request in, one answer out"),
         ]
     return rows
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _us(value: float | None) -> str:
@@ -983,13 +999,10 @@ def summary_line(report: dict[str, Any]) -> str:
     light = report["light_load"]
     offer = (light or report)["offer_latency_agent_free_ms"]
 
-    def share(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.0%}"
-
     where = f"at {light['calls_per_second']:g} calls/s" if light else "agent free"
     return (f"e2e: {report['calls_per_s']:,.0f} calls/s, offer p99 {_ms(offer['p99'])} ms ({where}), "
-            f"Enqueue {share(q['enqueue_vs_unary'])} of bare unary, "
-            f"EnqueueStream {share(q['enqueue_stream_vs_stream'])} of bare stream, errors {report['errors']}")
+            f"Enqueue {_percent(q['enqueue_vs_unary'])} of bare unary, "
+            f"EnqueueStream {_percent(q['enqueue_stream_vs_stream'])} of bare stream, errors {report['errors']}")
 
 
 def print_report(report: dict[str, Any]) -> None:
