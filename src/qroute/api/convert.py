@@ -175,17 +175,33 @@ def recipient_message(config: RecipientConfig) -> recipient_pb2.Recipient:
 
 
 def recipient_status_message(status: dict[str, Any]) -> recipient_pb2.RecipientStatus:
-    return recipient_pb2.RecipientStatus(
-        recipient_id=status["recipient_id"], state=int(status["state"]),
-        queue_availability={k: int(v) for k, v in status["queue_availability"].items()},
-        unavailable_code=status["unavailable_code"], current_session_id=status["current_session_id"],
-        idle_since=stamp(status["idle_since_ms"]), calls_taken=status["calls_taken"],
-        consecutive_misses=status["consecutive_misses"], availability=int(status["availability"]),
-        state_since=stamp(status["state_since_ms"]), current_offer_id=status["current_offer_id"],
-        wrapup_until=stamp(status["wrapup_until_ms"]),
-        forced_by=FORCE_REASONS.get(status["forced_by"], 0), dnd=status.get("dnd", False),
-        personal_call=status.get("personal_call", False), reachable=status.get("reachable", True),
-        thresholds_exceeded=status.get("thresholds_exceeded", ()))
+    # Built for every answer on an agent desktop and every status it is sent: as in
+    # session_message, only the fields that differ from their default are set.
+    message = recipient_pb2.RecipientStatus(
+        recipient_id=status["recipient_id"], state=int(status["state"]), availability=int(status["availability"]),
+        idle_since=stamp(status["idle_since_ms"]), state_since=stamp(status["state_since_ms"]),
+        reachable=status.get("reachable", True))
+    queues = status["queue_availability"]
+    if queues:
+        availability = message.queue_availability
+        for queue_id, value in queues.items():
+            availability[queue_id] = int(value)
+    for name in ("unavailable_code", "current_session_id", "current_offer_id", "calls_taken", "consecutive_misses"):
+        value = status[name]
+        if value:
+            setattr(message, name, value)
+    if status["wrapup_until_ms"]:
+        message.wrapup_until.CopyFrom(timestamp(status["wrapup_until_ms"]))
+    forced_by = FORCE_REASONS.get(status["forced_by"], 0)
+    if forced_by:
+        message.forced_by = forced_by
+    if status.get("dnd"):
+        message.dnd = True
+    if status.get("personal_call"):
+        message.personal_call = True
+    if status.get("thresholds_exceeded"):
+        message.thresholds_exceeded.extend(status["thresholds_exceeded"])
+    return message
 
 
 FORCE_REASONS = {  # the engine's force codes -> ForceReason
