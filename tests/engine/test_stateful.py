@@ -83,14 +83,15 @@ def stateful_for(impl):
 
         @rule(data=st.data())
         def abandon(self, data):
-            live = sorted(s.id for s in self.c.floor.sessions.values()
-                          if s.state in (SessionState.WAITING, SessionState.OFFERING))
+            # in arrival order: ids end in random bits, and a replay must draw the same session
+            live = [s.id for s in sorted(self.c.floor.sessions.values(), key=lambda s: s.seq)
+                    if s.state in (SessionState.WAITING, SessionState.OFFERING)]
             if live:
                 self.c.floor.abandon(data.draw(st.sampled_from(live)))
 
         @rule(data=st.data(), queue=st.sampled_from(QUEUES))
         def transfer(self, data, queue):
-            live = sorted(self.c.floor.sessions)
+            live = [s.id for s in sorted(self.c.floor.sessions.values(), key=lambda s: s.seq)]
             if live:
                 session_id = data.draw(st.sampled_from(live))
                 try:
