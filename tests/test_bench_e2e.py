@@ -11,16 +11,19 @@ from qroute.bench import procfs
 from qroute.cli import main
 
 
+def bench(tmp_path, *options: str) -> tuple[int, dict]:
+    """``qroute bench e2e`` briefly (one round of short probes, no progress bar): its status and JSON report."""
+    path = tmp_path / "e2e.json"
+    status = main(["bench", "e2e", "--rounds", "1", "--no-progress", "--json", str(path), *options])
+    return status, json.loads(path.read_text())
+
+
 @pytest.mark.timeout(120)
 def test_short_run_against_its_own_server(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("QROUTE_ADMIN_KEY", raising=False)
-    path = tmp_path / "e2e.json"
-    status = main(["bench", "e2e", "--duration", "3", "--agents", "20", "--talk-ms", "50", "--rounds", "1",
-                   "--probe-seconds", "0.3", "--subscribers", "1", "--hold", "200", "--latency-seconds", "1",
-                   "--latency-rate", "50", "--no-progress",
-                   "--json", str(path)])
+    status, report = bench(tmp_path, "--duration", "3", "--agents", "20", "--talk-ms", "50", "--probe-seconds", "0.3",
+                           "--subscribers", "1", "--hold", "200", "--latency-seconds", "1", "--latency-rate", "50")
     out = capsys.readouterr().out
-    report = json.loads(path.read_text())
     assert status == 0, report["error_samples"]
     assert report["errors"] == 0 and "errors" in out and out.splitlines()[-1].startswith("e2e: ")
     assert report["calls_per_s"] > 0 and report["main_phase"]["lives"] > 0
@@ -42,11 +45,8 @@ def test_short_run_against_its_own_server(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.timeout(120)
 def test_unary_enqueue_with_poisson_arrivals(tmp_path, capsys):
-    path = tmp_path / "e2e.json"
-    status = main(["bench", "e2e", "--duration", "2", "--agents", "5", "--talk-ms", "20", "--rounds", "1",
-                   "--probe-seconds", "0.2", "--enqueue", "unary", "--calls-per-second", "40",
-                   "--latency-seconds", "0", "--no-progress", "--json", str(path)])
-    report = json.loads(path.read_text())
+    status, report = bench(tmp_path, "--duration", "2", "--agents", "5", "--talk-ms", "20", "--probe-seconds", "0.2",
+                           "--enqueue", "unary", "--calls-per-second", "40", "--latency-seconds", "0")
     assert status == 0, report["error_samples"]
     assert report["rpc_latency_ms"]["Enqueue"]["count"] > 0
     assert 10 < report["enqueued_per_s"] < 100
@@ -55,11 +55,8 @@ def test_unary_enqueue_with_poisson_arrivals(tmp_path, capsys):
 
 @pytest.mark.timeout(120)
 def test_desktops_on_gateway_streams_and_several_enqueue_streams(tmp_path, capsys):
-    path = tmp_path / "e2e.json"
-    status = main(["bench", "e2e", "--duration", "2", "--agents", "30", "--talk-ms", "20", "--rounds", "1",
-                   "--probe-seconds", "0.2", "--desktops", "gateway", "--enqueue-streams", "3",
-                   "--latency-seconds", "0", "--no-progress", "--json", str(path)])
-    report = json.loads(path.read_text())
+    status, report = bench(tmp_path, "--duration", "2", "--agents", "30", "--talk-ms", "20", "--probe-seconds", "0.2",
+                           "--desktops", "gateway", "--enqueue-streams", "3", "--latency-seconds", "0")
     assert status == 0, report["error_samples"]
     assert report["errors"] == 0 and report["main_phase"]["lives"] > 0
     for method in ("ConnectGateway.accept", "ConnectGateway.hangup", "ConnectGateway.finish_wrapup"):

@@ -123,7 +123,8 @@ def _bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     probes.add_argument("--probe-seconds", dest="probe_seconds", type=_positive_float, default=2.0,
                         help="measured length of each probe (default %(default)s)")
     probes.add_argument("--concurrency", type=_positive_int, default=64,
-                        help="unary calls in flight, bare and qroute alike: enough that the bare server reaches its ceiling (default %(default)s)")
+                        help="unary calls in flight, bare and qroute alike: enough that the bare server "
+                             "reaches its ceiling (default %(default)s)")
     probes.add_argument("--window", type=_positive_int, default=256,
                         help="outstanding stream messages, bare and qroute alike (default %(default)s)")
     probes.add_argument("--max-waiting", dest="max_waiting", type=_positive_int, default=64,

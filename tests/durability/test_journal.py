@@ -125,7 +125,19 @@ class _HeldWrites:
         return [row[5] for op in self.writes[n][0] for row in getattr(op, "rows", ())]
 
 
-def test_the_commit_interval_makes_concurrent_callers_share_a_write_but_never_delays_a_lone_one():
+def _waits_in_durable(journal) -> asyncio.Future:
+    return asyncio.ensure_future(journal.durable())
+
+
+def _held_by_a_stream(journal) -> asyncio.Future:
+    # a stream answers its pipelined messages in order once committed (EnqueueStream, ConnectGateway)
+    return journal.commit_point(answers=1)
+
+
+@pytest.mark.parametrize("wait", [_waits_in_durable, _held_by_a_stream], ids=["durable", "stream"])
+def test_the_commit_interval_makes_concurrent_callers_share_a_write_but_never_delays_a_lone_one(wait):
+    """Callers in durable() and answers a stream holds count alike: without
+    the latter a stream's every message went in its own commit."""
     from qroute.domain.events import DomainEvent
     from qroute.events.journal import Journal
 
@@ -136,7 +148,7 @@ def test_the_commit_interval_makes_concurrent_callers_share_a_write_but_never_de
         storage = _HeldWrites()
         journal = Journal(storage, commit_interval_s=2.0)  # long: a loaded machine must not start it early
         journal.publish(event("a"))
-        first = asyncio.ensure_future(journal.durable())
+        first = wait(journal)
         for _ in range(3):
             await asyncio.sleep(0)
         assert len(storage.writes) == 1  # a lone caller's write starts at once
@@ -144,7 +156,7 @@ def test_the_commit_interval_makes_concurrent_callers_share_a_write_but_never_de
         waiting = []
         for entity_id in ("b", "c"):  # published while "a" is on its way to disk
             journal.publish(event(entity_id))
-            waiting.append(asyncio.ensure_future(journal.durable()))
+            waiting.append(wait(journal))
             await asyncio.sleep(0)
         storage.land_all()
         await first
@@ -158,52 +170,7 @@ def test_the_commit_interval_makes_concurrent_callers_share_a_write_but_never_de
         await asyncio.gather(*waiting)
 
         journal.publish(event("d"))  # alone again, right after a write: no wait
-        last = asyncio.ensure_future(journal.durable())
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert len(storage.writes) == 3 and storage.events_of(2) == ["d"]
-        storage.land_all()
-        await last
-
-    asyncio.run(main())
-
-
-def test_stream_answers_held_for_a_commit_point_count_as_waiting_callers():
-    """A stream answers its pipelined messages in order once committed: the
-    answers it holds make the next write wait for the commit interval, as
-    callers in durable() do, instead of a commit per message."""
-    from qroute.domain.events import DomainEvent
-    from qroute.events.journal import Journal
-
-    def enqueued(journal: Journal, entity_id: str) -> asyncio.Future:
-        journal.publish(DomainEvent("session.created", entity_id, 0, {}, "acct"))
-        committed = journal.commit_point()
-        journal.waiting(1)
-        return committed
-
-    async def main() -> None:
-        storage = _HeldWrites()
-        journal = Journal(storage, commit_interval_s=2.0)
-        first = enqueued(journal, "a")
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert len(storage.writes) == 1  # one answer alone: its write starts at once
-        held = [enqueued(journal, "b")]
-        await asyncio.sleep(0)
-        held.append(enqueued(journal, "c"))
-        storage.land_all()
-        await first
-        journal.waiting(-1)  # "a" answered; "b" and "c" still held
-        await asyncio.sleep(0.05)
-        assert len(storage.writes) == 1  # several answers wait: the next write waits for more
-        while len(storage.writes) == 1:
-            await asyncio.sleep(0.01)
-        assert storage.events_of(1) == ["b", "c"]
-        storage.land_all()
-        await asyncio.gather(*held)
-        journal.waiting(-2)
-
-        last = enqueued(journal, "d")  # alone again: no wait
+        last = wait(journal)
         for _ in range(3):
             await asyncio.sleep(0)
         assert len(storage.writes) == 3 and storage.events_of(2) == ["d"]

@@ -261,10 +261,7 @@ class Gateway:
         try:
             async for batch in batches:
                 answers = [self._command(command) for command in batch.commands]
-                committed = self.journal.commit_point()
-                if committed is not None:
-                    self.journal.waiting(len(answers))
-                self._unanswered.append((committed, answers))
+                self._unanswered.append((self.journal.commit_point(answers=len(answers)), answers))
                 if self._answering is None or self._answering.done():
                     self._answering = asyncio.get_running_loop().create_task(self._answer())
                 if len(self._unanswered) >= GATEWAY_AHEAD:
@@ -287,7 +284,6 @@ class Gateway:
                     await shielded(committed)
                 except Exception as exc:  # not durable: its commands fail, as on Connect
                     failed = exc
-                self.journal.waiting(-len(answers))
             unanswered.popleft()
             for recipient_id, answer in answers:
                 if answer is None:  # hello: answered when it was applied
@@ -342,10 +338,6 @@ class Gateway:
         """Detach every desktop (the stream ended); True if that changed something to make durable."""
         if self._answering is not None:
             self._answering.cancel()  # nobody reads the answers any more
-        while self._unanswered:
-            committed, answers = self._unanswered.popleft()
-            if committed is not None:
-                self.journal.waiting(-len(answers))
         changed = False
         for desktop in list(self.open.values()):
             changed = desktop.close() or changed

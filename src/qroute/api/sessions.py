@@ -55,10 +55,7 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
                                                 functools.partial(self._enqueue, floor, request))
                     else:
                         reply = self._enqueue(floor, request)
-                    committed = journal.commit_point()
-                    if committed is not None:
-                        journal.waiting(1)
-                    await pending.put((reply, committed))
+                    await pending.put((reply, journal.commit_point(answers=1)))
             except Exception as exc:
                 await pending.put((exc, None))
             finally:
@@ -74,18 +71,12 @@ class SessionServicer(Servicer, session_pb2_grpc.SessionServiceServicer):
                     await journal.durable()
                     await abort(context, reply)
                 if committed is not None:
-                    try:
-                        await shielded(committed)
-                    finally:
-                        journal.waiting(-1)
+                    await shielded(committed)
                 yield reply
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            while not pending.empty():  # answers nobody will send
-                if pending.get_nowait()[1] is not None:
-                    journal.waiting(-1)
 
     @mutation
     async def Abandon(self, request, context, principal):

@@ -29,8 +29,8 @@ class Journal:
     write once it lands: one write per commit however many callers it holds.
 
     ``commit_interval_s``: while several callers wait in ``durable()`` (or
-    answers of streams wait for their ``commit_point()``: ``waiting``), a
-    write starts at most this long after the one before, so more of them
+    answers a stream holds for the pending events: ``commit_point(answers)``),
+    a write starts at most this long after the one before, so more of them
     share a commit (each commit has a fixed cost); one caller alone never
     waits for it.
     """
@@ -40,7 +40,8 @@ class Journal:
         self.storage = storage
         self.commit_interval_s = commit_interval_s
         self._write_started = 0.0  # loop time of the last write's start
-        self._waiting = 0  # callers in durable(), and stream answers held for a commit (waiting())
+        self._waiting = 0  # callers in durable()
+        self._held = 0  # answers streams hold for the pending events (commit_point(answers))
         self.sequences: dict[str, int] = {}
         # Each source turns an event into the storage changes it stands for;
         # they commit in the same transaction as the event itself.
@@ -95,7 +96,7 @@ class Journal:
                 self._flush_deferred = True
                 last.add_done_callback(self._deferred_flush)
             return self._batch
-        if self.commit_interval_s and self._waiting > 1 and not self._writes_nothing:
+        if self.commit_interval_s and self._waiting + self._held > 1 and not self._writes_nothing:
             loop = asyncio.get_running_loop()
             early = self._write_started + self.commit_interval_s - loop.time()
             if early > 0:
@@ -105,6 +106,7 @@ class Journal:
                 return self._pending_batch()
         events, self._pending = self._pending, []
         batch, self._batch = self._batch, None
+        self._held = 0
         try:
             ops, self._pending_ops = self._pending_ops, []
             for event in events:
@@ -135,20 +137,18 @@ class Journal:
                 write.add_done_callback(functools.partial(_settle, batch))
         return write
 
-    def commit_point(self) -> asyncio.Future | None:
+    def commit_point(self, answers: int = 0) -> asyncio.Future | None:
         """A future that resolves once everything published so far is
         committed (None: nothing to wait for). Events still pending share
-        the write they will go out in with everything published by then."""
+        the write they will go out in with everything published by then.
+        ``answers``: how many answers the caller holds until then (a stream
+        answering in order once committed); until that write starts they
+        count as waiting callers for ``commit_interval_s``, without which a
+        stream's every message would go in its own commit."""
         if not (self._pending or self._pending_ops) or self._writes_nothing:
             return self._flush()
+        self._held += answers
         return self._pending_batch()
-
-    def waiting(self, count: int) -> None:
-        """``count`` more answers (fewer if negative) wait for a commit point
-        outside ``durable()``: those a stream holds to send in order once
-        committed. They count as waiting callers for ``commit_interval_s``;
-        without them a stream's every message would go in its own commit."""
-        self._waiting += count
 
     def _pending_batch(self) -> asyncio.Future:
         if self._batch is None:
